@@ -1,0 +1,6 @@
+//! What every component shares about the API: the table of served resources, selectors and the
+//! validation rules objects follow.
+
+pub mod resources;
+pub mod selector;
+pub mod validation;

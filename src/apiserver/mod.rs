@@ -1,0 +1,217 @@
+//! `hyperkube apiserver`: the Kubernetes API on an embedded, durable store.
+//!
+//! Mirrors upstream's `cmd/kube-apiserver` and `k8s.io/apiserver`. State enters through HTTP
+//! requests and leaves through the `Store`; every other component talks to this one.
+
+pub(crate) mod discovery;
+pub(crate) mod handlers;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
+pub(crate) mod patch;
+pub(crate) mod printers;
+pub(crate) mod protobuf;
+pub(crate) mod registry;
+pub(crate) mod server;
+pub(crate) mod status;
+pub mod storage;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use self::registry::{Rest, ServiceRanges, registry_for};
+use self::storage::{EmbeddedStore, Store};
+
+/// Command-line flags, named as upstream's kube-apiserver (and the original hyperkube) named them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The address the insecure port listens on. Loopback unless you mean it: it has no authentication.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub insecure_bind_address: IpAddr,
+    /// The insecure port; 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub insecure_port: u16,
+    /// Where the embedded store keeps its data.
+    #[arg(long, default_value = "/var/lib/hyperkube/data")]
+    pub data_dir: PathBuf,
+    /// The range Services' ClusterIPs come from.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// The range of node ports, as FIRST-LAST.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// How many recent changes the store keeps so that watches can resume from an older
+    /// resourceVersion; older ones get 410 Gone.
+    #[arg(long, default_value_t = 10_000)]
+    pub watch_cache_size: usize,
+    /// Log verbosity, 0 to 10, as upstream's `--v`.
+    #[arg(long, default_value_t = 0)]
+    pub v: u8,
+}
+
+/// The apiserver's settings, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub(crate) address: SocketAddr,
+    /// Where the embedded store lives.
+    pub(crate) data_dir: PathBuf,
+    /// ClusterIP and node port ranges.
+    pub(crate) cluster_ips: registry::ipalloc::Cidr,
+    /// Node ports.
+    pub(crate) node_ports: std::ops::RangeInclusive<u16>,
+    /// Watch history length.
+    pub(crate) watch_cache_size: usize,
+}
+
+/// Why the apiserver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag's value is malformed.
+    #[error("invalid flag --{flag}: {reason}")]
+    InvalidFlag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store could not be opened.
+    #[error("opening the store failed")]
+    OpenStore(#[source] storage::Error),
+    /// The listener could not be bound.
+    #[error("listening on {address} failed")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+    /// Registering metrics failed.
+    #[error("setting up metrics failed")]
+    Metrics(#[source] prometheus::Error),
+    /// Creating the built-in namespaces failed.
+    #[error("creating the system namespaces failed: {0}")]
+    Bootstrap(String),
+}
+
+impl TryFrom<Args> for Config {
+    type Error = Error;
+
+    fn try_from(args: Args) -> Result<Self, Error> {
+        let cluster_ips = args
+            .service_cluster_ip_range
+            .parse()
+            .map_err(|reason| Error::InvalidFlag {
+                flag: "service-cluster-ip-range",
+                reason,
+            })?;
+        let bad_ports = |reason: &str| Error::InvalidFlag {
+            flag: "service-node-port-range",
+            reason: format!("{:?}: {reason}", args.service_node_port_range),
+        };
+        let (first, last) = args
+            .service_node_port_range
+            .split_once('-')
+            .ok_or_else(|| bad_ports("expected FIRST-LAST"))?;
+        let first: u16 = first.trim().parse().map_err(|_| bad_ports("not a port number"))?;
+        let last: u16 = last.trim().parse().map_err(|_| bad_ports("not a port number"))?;
+        if first == 0 || first > last {
+            return Err(bad_ports("the range is empty"));
+        }
+        Ok(Self {
+            address: SocketAddr::new(args.insecure_bind_address, args.insecure_port),
+            data_dir: args.data_dir,
+            cluster_ips,
+            node_ports: first..=last,
+            watch_cache_size: args.watch_cache_size,
+        })
+    }
+}
+
+/// A started apiserver: bound, with its store open, not yet serving.
+pub struct ApiServer {
+    listener: tokio::net::TcpListener,
+    api: Arc<handlers::ApiServer>,
+}
+
+impl ApiServer {
+    /// Opens the store, builds every registry and document, creates the system namespaces and
+    /// binds the port. Serving starts with `run`.
+    pub async fn new(config: Config, shutdown: CancellationToken) -> Result<Self, Error> {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&config.data_dir, config.watch_cache_size).map_err(Error::OpenStore)?);
+        let listener = server::bind(config.address).await.map_err(|source| Error::Bind {
+            address: config.address,
+            source,
+        })?;
+        let address = listener.local_addr().map_err(Error::Serve)?;
+        let ranges = ServiceRanges {
+            cluster_ips: config.cluster_ips,
+            node_ports: config.node_ports.clone(),
+        };
+        let registries = registry::install(store.clone(), ranges)
+            .await
+            .map_err(Error::OpenStore)?;
+        let mut generator = openapi::generator();
+        let kinds: Vec<_> = registries
+            .iter()
+            .map(|r| (r.info(), r.schema(&mut generator)))
+            .collect();
+        let documents = openapi::Documents::build(&kinds, generator);
+        bootstrap_namespaces(&registries).await?;
+        let api = handlers::ApiServer::new(
+            registries,
+            discovery::Discovery::new(&address.to_string()),
+            documents,
+            metrics::Metrics::new().map_err(Error::Metrics)?,
+            store,
+            shutdown,
+        );
+        Ok(Self {
+            listener,
+            api: Arc::new(api),
+        })
+    }
+
+    /// The address the apiserver listens on (useful with `--insecure-port=0`).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains open requests.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        tracing::info!(address = %self.local_addr().map_err(Error::Serve)?, "apiserver serving");
+        server::serve(self.listener, self.api, shutdown)
+            .await
+            .map_err(Error::Serve)
+    }
+}
+
+/// The namespaces every cluster has, created at start as upstream's bootstrap controller does.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn bootstrap_namespaces(registries: &[Arc<dyn Rest>]) -> Result<(), Error> {
+    let namespaces =
+        registry_for(registries, "", "namespaces").ok_or_else(|| Error::Bootstrap("no namespace registry".into()))?;
+    for name in SYSTEM_NAMESPACES {
+        let body = serde_json::json!({"metadata": {"name": name}});
+        match namespaces.create(None, body, false).await {
+            Ok(_) | Err(status::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(Error::Bootstrap(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the apiserver until `shutdown`: the entry point of `hyperkube apiserver`.
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
+    let config = Config::try_from(args)?;
+    let server = ApiServer::new(config, shutdown.clone()).await?;
+    server.run(shutdown).await
+}

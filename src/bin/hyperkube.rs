@@ -1,0 +1,199 @@
+//! The `hyperkube` binary: picks a component by its first argument (`hyperkube apiserver ...`) or
+//! by the name it was started under (a symlink called `kube-apiserver`), sets up logging and
+//! signals, and runs it. No other logic lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Every way the binary can be called: as `hyperkube`, or directly as a component.
+#[derive(Parser)]
+#[command(multicall = true)]
+enum Applet {
+    /// The multicall entry point.
+    Hyperkube(Hyperkube),
+    #[command(flatten)]
+    Component(Component),
+}
+
+#[derive(clap::Args)]
+#[command(
+    version,
+    about = "Kubernetes' server side as one binary",
+    arg_required_else_help = true
+)]
+struct Hyperkube {
+    /// Create a symlink per component (kube-apiserver, kubelet, ...) in DIR and exit.
+    #[arg(long, value_name = "DIR", exclusive = true)]
+    make_symlinks: Option<PathBuf>,
+    #[command(subcommand)]
+    component: Option<Component>,
+}
+
+#[derive(Subcommand)]
+enum Component {
+    /// The API server.
+    #[command(visible_alias = "kube-apiserver")]
+    Apiserver(hyperkube::apiserver::Args),
+    /// The controller manager.
+    #[command(visible_alias = "kube-controller-manager")]
+    ControllerManager(Pending),
+    /// The scheduler.
+    #[command(visible_alias = "kube-scheduler")]
+    Scheduler(Pending),
+    /// The node agent.
+    Kubelet(Pending),
+    /// The service proxy.
+    #[command(visible_alias = "kube-proxy")]
+    Proxy(Pending),
+    /// Print the version.
+    Version,
+}
+
+/// The flags of a component that is not built yet: `--v` and whatever else is passed.
+#[derive(clap::Args)]
+struct Pending {
+    /// Log verbosity.
+    #[arg(long, default_value_t = 0)]
+    v: u8,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+/// The names `--make-symlinks` creates, each running its component when invoked.
+const SYMLINKS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "apiserver",
+    "controller-manager",
+    "scheduler",
+    "proxy",
+];
+
+fn main() -> ExitCode {
+    let component = match Applet::parse() {
+        Applet::Hyperkube(Hyperkube {
+            make_symlinks: Some(dir),
+            ..
+        }) => return make_symlinks(&dir),
+        Applet::Hyperkube(Hyperkube { component: Some(c), .. }) | Applet::Component(c) => c,
+        Applet::Hyperkube(_) => return ExitCode::from(2),
+    };
+    match component {
+        Component::Apiserver(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::apiserver::run(args, shutdown))
+        }
+        Component::ControllerManager(_) => not_built("controller-manager", 4),
+        Component::Scheduler(_) => not_built("scheduler", 4),
+        Component::Kubelet(_) => not_built("kubelet", 3),
+        Component::Proxy(_) => not_built("proxy", 5),
+        Component::Version => {
+            println!(
+                "hyperkube {} (Kubernetes {})",
+                env!("CARGO_PKG_VERSION"),
+                hyperkube::KUBERNETES_VERSION
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn not_built(part: &str, issue: u32) -> ExitCode {
+    eprintln!("hyperkube: the {part} is not built yet (issue #{issue}); only the apiserver runs today");
+    ExitCode::from(2)
+}
+
+fn make_symlinks(dir: &Path) -> ExitCode {
+    let target = match std::env::current_exe() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hyperkube: cannot find my own path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for name in SYMLINKS {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+            eprintln!("hyperkube: creating {}: {e}", link.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Maps upstream's `--v=N` onto tracing levels; `RUST_LOG` overrides it.
+fn init_tracing(v: u8) {
+    let level = match v {
+        0..=1 => "info",
+        2..=4 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hyperkube={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Runs a component on a multi-threaded runtime until it returns or a signal stops it. The first
+/// SIGINT or SIGTERM asks for a graceful stop; a second one exits at once.
+fn run<F, Fut, E>(component: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hyperkube: starting the runtime failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(watch_signals(shutdown.clone()));
+        let result = component(shutdown.clone()).await;
+        signals.abort();
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let mut message = e.to_string();
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    message.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                eprintln!("hyperkube: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    for _ in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if shutdown.is_cancelled() {
+            std::process::exit(130);
+        }
+        tracing::info!("shutting down; signal again to exit at once");
+        shutdown.cancel();
+    }
+}

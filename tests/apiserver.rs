@@ -1,0 +1,289 @@
+//! In-process integration tests: a real apiserver on an ephemeral loopback port with its
+//! embedded store in a temporary directory, driven by kube-rs as any client would.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use hyperkube::apiserver::{ApiServer, Args, Config};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// A running apiserver; stops when dropped.
+struct TestServer {
+    client: Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let args = Args {
+        insecure_bind_address: "127.0.0.1".parse().unwrap(),
+        insecure_port: 0,
+        data_dir: dir.path().to_path_buf(),
+        service_cluster_ip_range: "10.0.0.0/24".into(),
+        service_node_port_range: "30000-32767".into(),
+        watch_cache_size: 1000,
+        v: 0,
+    };
+    let shutdown = CancellationToken::new();
+    let server = ApiServer::new(Config::try_from(args).unwrap(), shutdown.clone())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        server.run(token).await.unwrap();
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    TestServer {
+        client: Client::try_from(config).unwrap(),
+        shutdown,
+        _dir: dir,
+        task: Some(task),
+    }
+}
+
+async fn namespace(client: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+fn configmap(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "test"}}, "data": {"key": value}}))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kube_rs_creates_reads_patches_and_deletes() {
+    let server = start().await;
+    namespace(&server.client, "crud").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "crud");
+
+    let created = cms
+        .create(&PostParams::default(), &configmap("one", "a"))
+        .await
+        .unwrap();
+    assert!(created.uid().is_some());
+    assert!(created.creation_timestamp().is_some());
+    let rv: u64 = created.resource_version().unwrap().parse().unwrap();
+
+    let fetched = cms.get("one").await.unwrap();
+    assert_eq!(fetched.data.unwrap()["key"], "a");
+
+    let patched = cms
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"other": "b"}})),
+        )
+        .await
+        .unwrap();
+    let data = patched.data.clone().unwrap();
+    assert_eq!((data["key"].as_str(), data["other"].as_str()), ("a", "b"));
+    assert!(patched.resource_version().unwrap().parse::<u64>().unwrap() > rv);
+
+    let mut stale = created.clone();
+    stale.data = Some([("key".to_string(), "stale".to_string())].into());
+    let err = cms.replace("one", &PostParams::default(), &stale).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+
+    cms.delete("one", &DeleteParams::default()).await.unwrap();
+    let err = cms.get("one").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn lists_paginate_and_filter_by_labels() {
+    let server = start().await;
+    namespace(&server.client, "pages").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "pages");
+    for i in 0..7 {
+        let mut cm = configmap(&format!("cm-{i}"), "v");
+        if i % 2 == 0 {
+            cm.labels_mut().insert("even".into(), "yes".into());
+        }
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    loop {
+        let page = cms.list(&params).await.unwrap();
+        assert!(page.items.len() <= 3);
+        names.extend(page.items.iter().map(|c| c.name_any()));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+    let even = cms.list(&ListParams::default().labels("even=yes")).await.unwrap();
+    assert_eq!(even.items.len(), 4);
+    let odd = cms.list(&ListParams::default().labels("!even")).await.unwrap();
+    assert_eq!(odd.items.len(), 3);
+}
+
+#[tokio::test]
+async fn watches_resume_from_a_resource_version() {
+    let server = start().await;
+    namespace(&server.client, "watch").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "watch");
+    let first = cms
+        .create(&PostParams::default(), &configmap("before", "1"))
+        .await
+        .unwrap();
+    let from = first.resource_version().unwrap();
+    cms.create(&PostParams::default(), &configmap("after-1", "2"))
+        .await
+        .unwrap();
+    cms.patch(
+        "before",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"key": "3"}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("after-1", &DeleteParams::default()).await.unwrap();
+
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .expect("watch event in time")
+            .unwrap()
+            .expect("stream still open");
+        seen.push(match event {
+            WatchEvent::Added(cm) => format!("ADDED {}", cm.name_any()),
+            WatchEvent::Modified(cm) => format!("MODIFIED {}", cm.name_any()),
+            WatchEvent::Deleted(cm) => format!("DELETED {}", cm.name_any()),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["ADDED after-1", "MODIFIED before", "DELETED after-1"]);
+}
+
+#[tokio::test]
+async fn kube_runtime_watcher_sees_later_changes() {
+    let server = start().await;
+    namespace(&server.client, "runtime").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "runtime");
+    cms.create(&PostParams::default(), &configmap("existing", "1"))
+        .await
+        .unwrap();
+    let mut events = kube::runtime::watcher(cms.clone(), kube::runtime::watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.name_any(), "existing");
+    cms.create(&PostParams::default(), &configmap("later", "2"))
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.name_any(), "later");
+}
+
+#[tokio::test]
+async fn deployments_default_scale_and_bump_generation() {
+    let server = start().await;
+    namespace(&server.client, "apps").await;
+    let deploys: Api<Deployment> = Api::namespaced(server.client.clone(), "apps");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let created = deploys.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(created.spec.replicas, Some(1));
+    let scale = deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(4));
+    let after = deploys.get("web").await.unwrap();
+    assert_eq!(after.spec.replicas, Some(4));
+    assert_eq!(after.metadata.generation, Some(2));
+    let status_only = deploys
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 4}, "spec": {"replicas": 9}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        status_only.spec.replicas,
+        Some(4),
+        "the status subresource changes only status"
+    );
+    assert_eq!(status_only.status.unwrap().replicas, Some(4));
+}
+
+#[tokio::test]
+async fn services_get_distinct_cluster_ips_released_on_delete() {
+    let server = start().await;
+    namespace(&server.client, "svc").await;
+    let services: Api<Service> = Api::namespaced(server.client.clone(), "svc");
+    let svc = |name: &str| -> Service {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+        )
+        .unwrap()
+    };
+    let a = services.create(&PostParams::default(), &svc("a")).await.unwrap();
+    let b = services.create(&PostParams::default(), &svc("b")).await.unwrap();
+    let ip = |s: &Service| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
+    let node_port = |s: &Service| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap();
+    assert_ne!(ip(&a), ip(&b));
+    assert!(ip(&a).starts_with("10.0.0."));
+    assert!((30000..=32767).contains(&node_port(&a)));
+    assert_ne!(node_port(&a), node_port(&b));
+
+    // Taking a's address explicitly fails while a holds it, and works once a is gone.
+    let mut wanted = svc("c");
+    wanted.spec.as_mut().unwrap().cluster_ip = Some(ip(&a));
+    let err = services.create(&PostParams::default(), &wanted).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    services.delete("a", &DeleteParams::default()).await.unwrap();
+    let c = services.create(&PostParams::default(), &wanted).await.unwrap();
+    assert_eq!(ip(&c), ip(&a));
+}
