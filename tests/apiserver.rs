@@ -287,3 +287,34 @@ async fn services_get_distinct_cluster_ips_released_on_delete() {
     let c = services.create(&PostParams::default(), &wanted).await.unwrap();
     assert_eq!(ip(&c), ip(&a));
 }
+
+#[tokio::test]
+async fn pods_on_a_node_wait_for_their_grace_period_unless_forced() {
+    use k8s_openapi::api::core::v1::Pod;
+    let server = start().await;
+    namespace(&server.client, "grace").await;
+    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "grace");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let marked = pods.get("p").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let again = pods.get("p").await.unwrap();
+    assert_eq!(
+        again.resource_version(),
+        marked.resource_version(),
+        "a second delete changes nothing"
+    );
+
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let err = pods.get("p").await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+}

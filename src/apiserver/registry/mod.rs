@@ -555,6 +555,34 @@ impl<S: Strategy> Registry<S> {
     }
 }
 
+/// The finalizers an object keeps while it is deleted: its own, plus the one that asks the garbage
+/// collector to orphan (`orphan`) or delete first (`foregroundDeletion`) its dependents.
+fn finalizers_for(meta: &ObjectMeta, opts: &DeleteOptions) -> Result<Vec<String>, FieldError> {
+    let mut finalizers = meta.finalizers.clone().unwrap_or_default();
+    let policy = opts.propagation_policy.as_deref().or(match opts.orphan_dependents {
+        Some(true) => Some("Orphan"),
+        _ => None,
+    });
+    let extra = match policy {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Background") | None => None,
+        Some(other) => {
+            return Err(FieldError::not_supported(
+                "propagationPolicy",
+                other,
+                &["Foreground", "Background", "Orphan"],
+            ));
+        }
+    };
+    if let Some(extra) = extra
+        && !finalizers.iter().any(|f| f == extra)
+    {
+        finalizers.push(extra.to_string());
+    }
+    Ok(finalizers)
+}
+
 /// Copies `field` of `from` into `into` (or removes it from `into` when `from` lacks it).
 fn copy_field(into: &mut Value, from: &Value, field: &str) {
     if let Value::Object(map) = into {
@@ -864,49 +892,29 @@ impl<S: Strategy> Rest for Registry<S> {
                     )));
                 }
             }
-            let mut marked = obj.clone();
-            let meta = marked.metadata_mut();
-            let mut finalizers = meta.finalizers.clone().unwrap_or_default();
-            let policy = opts.propagation_policy.as_deref().or(match opts.orphan_dependents {
-                Some(true) => Some("Orphan"),
-                _ => None,
-            });
-            match policy {
-                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
-                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
-                    finalizers.push("foregroundDeletion".into())
-                }
-                Some("Orphan" | "Foreground" | "Background") | None => {}
-                Some(other) => {
-                    return Err(self.invalid(
-                        name,
-                        vec![FieldError::not_supported(
-                            "propagationPolicy",
-                            other,
-                            &["Foreground", "Background", "Orphan"],
-                        )],
-                    ));
-                }
-            }
-            let grace = if meta.deletion_timestamp.is_some() {
-                None
+            let finalizers = finalizers_for(obj.metadata(), opts).map_err(|e| self.invalid(name, vec![e]))?;
+            let terminating = obj.metadata().deletion_timestamp.is_some();
+            let grace = if terminating {
+                // Already waiting for its grace period: only a forced (zero) one ends it now.
+                let waiting = self.strategy.grace_period(&obj, None).is_some();
+                (waiting && opts.grace_period_seconds != Some(0)).then_some(0)
             } else {
                 self.strategy.grace_period(&obj, opts.grace_period_seconds)
             };
-            let already_terminating = marked.metadata().deletion_timestamp.is_some();
+            let mut marked = obj.clone();
             let blocked = self.strategy.prepare_for_delete(&mut marked);
-            let meta = marked.metadata_mut();
             if finalizers.is_empty() && grace.is_none() && !blocked {
                 match self.finish_delete(&current, dry_run).await? {
                     Some(kv) => return Ok((self.deleted_response(&kv), true)),
                     None => continue,
                 }
             }
-            if already_terminating && meta.finalizers.clone().unwrap_or_default() == finalizers {
+            let meta = marked.metadata_mut();
+            if terminating && meta.finalizers.clone().unwrap_or_default() == finalizers {
                 // A second DELETE of an object already waiting changes nothing.
                 return Ok((current.value, false));
             }
-            if meta.deletion_timestamp.is_none() {
+            if !terminating {
                 // Marking an object for deletion is a change its controller must observe.
                 if let Some(generation) = meta.generation.filter(|g| *g > 0) {
                     meta.generation = Some(generation + 1);
