@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,7 +43,9 @@ const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 pub(crate) struct ApiServer {
     registries: HashMap<(&'static str, &'static str), Arc<dyn Rest>>,
     discovery: Discovery,
-    openapi: openapi::Documents,
+    /// Built on first use: only kubectl's explain and apply read them, and building takes
+    /// longer than the rest of startup together.
+    openapi: OnceLock<openapi::Documents>,
     metrics: Metrics,
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
@@ -61,7 +63,6 @@ impl ApiServer {
     pub(crate) fn new(
         registries: Vec<Arc<dyn Rest>>,
         discovery: Discovery,
-        openapi: openapi::Documents,
         metrics: Metrics,
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
@@ -73,11 +74,25 @@ impl ApiServer {
         Self {
             registries,
             discovery,
-            openapi,
+            openapi: OnceLock::new(),
             metrics,
             store,
             shutdown,
         }
+    }
+
+    fn openapi(&self) -> &openapi::Documents {
+        self.openapi.get_or_init(|| {
+            let mut generator = openapi::generator();
+            let mut kinds: Vec<_> = self
+                .registries
+                .values()
+                .map(|r| (r.info(), r.schema(&mut generator)))
+                .collect();
+            // Table order, so documents do not depend on the map's iteration order.
+            kinds.sort_by_key(|(info, _)| resources::RESOURCES.iter().position(|r| r == *info));
+            openapi::Documents::build(&kinds, generator)
+        })
     }
 
     /// The registry serving `group`/`plural`, if any.
@@ -130,9 +145,9 @@ impl ApiServer {
                 Bytes::from(self.metrics.render()),
             )),
             ["openapi", "v2"] => Ok(self.openapi_v2(accept)),
-            ["openapi", "v3"] => Ok(json_response(StatusCode::OK, self.openapi.v3_index())),
+            ["openapi", "v3"] => Ok(json_response(StatusCode::OK, self.openapi().v3_index())),
             ["openapi", "v3", rest @ ..] => self
-                .openapi
+                .openapi()
                 .v3(&rest.join("/"))
                 .map(|b| json_response(StatusCode::OK, b))
                 .ok_or(Error::NoRoute),
@@ -167,10 +182,10 @@ impl ApiServer {
             bytes_response(
                 StatusCode::OK,
                 "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-                self.openapi.v2_protobuf(),
+                self.openapi().v2_protobuf(),
             )
         } else {
-            json_response(StatusCode::OK, self.openapi.v2_json())
+            json_response(StatusCode::OK, self.openapi().v2_json())
         }
     }
 

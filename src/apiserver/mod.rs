@@ -158,17 +158,10 @@ impl ApiServer {
         let registries = registry::install(store.clone(), ranges)
             .await
             .map_err(Error::OpenStore)?;
-        let mut generator = openapi::generator();
-        let kinds: Vec<_> = registries
-            .iter()
-            .map(|r| (r.info(), r.schema(&mut generator)))
-            .collect();
-        let documents = openapi::Documents::build(&kinds, generator);
         bootstrap_namespaces(&registries).await?;
         let api = handlers::ApiServer::new(
             registries,
             discovery::Discovery::new(&address.to_string()),
-            documents,
             metrics::Metrics::new().map_err(Error::Metrics)?,
             store,
             shutdown,
