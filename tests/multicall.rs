@@ -1,0 +1,54 @@
+//! The binary answers to its component names: as `hyperkube COMPONENT` and through the symlinks
+//! `--make-symlinks` creates; components not built yet say so and exit 2.
+
+use std::process::Command;
+
+const HYPERKUBE: &str = env!("CARGO_BIN_EXE_hyperkube");
+
+#[test]
+fn symlinks_run_their_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(HYPERKUBE)
+        .arg("--make-symlinks")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for name in ["kube-apiserver", "apiserver"] {
+        let out = Command::new(dir.path().join(name)).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{name} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("--insecure-port"),
+            "{name} --help shows the apiserver's flags: {help}"
+        );
+        assert!(help.contains("--v <V>"), "{name} --help shows --v: {help}");
+    }
+    let out = Command::new(dir.path().join("kube-scheduler"))
+        .arg("--v=2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scheduler is not built yet"));
+}
+
+#[test]
+fn first_argument_picks_the_component() {
+    let out = Command::new(HYPERKUBE).args(["apiserver", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--service-cluster-ip-range"));
+    for part in ["controller-manager", "proxy"] {
+        let out = Command::new(HYPERKUBE)
+            .args([part, "--master=http://127.0.0.1:8080"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{part}");
+    }
+    let out = Command::new(HYPERKUBE)
+        .args(["apiserver", "--insecure-port=notaport"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap rejects a bad flag value with exit 2");
+    let out = Command::new(HYPERKUBE).arg("nonsense").output().unwrap();
+    assert!(!out.status.success());
+}
