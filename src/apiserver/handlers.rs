@@ -23,6 +23,7 @@ use super::discovery::{self, Discovery};
 use super::metrics::{Metrics, RequestLabels};
 use super::openapi;
 use super::patch::PatchType;
+use super::pod_log;
 use super::printers::Include;
 use super::protobuf;
 use super::registry::{ListQuery, ListResult, Rest, Target, WatchEvent, WatchKind};
@@ -30,7 +31,7 @@ use super::status::Error;
 use super::storage::Store;
 use crate::api::resources;
 
-/// The response body type: a whole buffer, or a stream for watches.
+/// The response body type: a whole buffer, or a stream for watches and logs.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Request bodies larger than this are refused with 413, as upstream's 3 MiB limit.
@@ -305,6 +306,11 @@ impl ApiServer {
             if allowed { Ok(()) } else { Err(Error::MethodNotAllowed) }
         };
         match (method, r.name) {
+            (Method::GET, Some(name)) if r.subresource == Some("log") => {
+                supports("get")?;
+                let pod = r.rest.get(r.namespace, name, Target::Main).await?;
+                pod_log::proxy(&pod, self.registry("", "nodes"), query).await
+            }
             (Method::GET, Some(name)) => {
                 supports("get")?;
                 let obj = r.rest.get(r.namespace, name, target).await?;

@@ -8,6 +8,7 @@ pub(crate) mod handlers;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod patch;
+pub(crate) mod pod_log;
 pub(crate) mod printers;
 pub(crate) mod protobuf;
 pub(crate) mod registry;
