@@ -8,3 +8,16 @@ pub const KUBERNETES_VERSION: &str = "v1.37.0";
 
 pub mod api;
 pub mod apiserver;
+pub mod kubelet;
+
+/// An error and its causes on one line (`a: b: c`), for logs and exit messages.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -220,7 +220,7 @@ impl Error {
             },
             storage::Error::Expired { .. } => Error::Expired(err.to_string()),
             storage::Error::Closed => Error::Unavailable(err.to_string()),
-            storage::Error::Backend(_) => Error::Internal(format!("storage failed: {}", error_chain(&err))),
+            storage::Error::Backend(_) => Error::Internal(format!("storage failed: {}", crate::error_chain(&err))),
         }
     }
 }
@@ -228,18 +228,6 @@ impl Error {
 /// The message of a Conflict caused by a stale resourceVersion, word for word upstream's.
 pub(crate) const OBJECT_MODIFIED: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {

@@ -44,10 +44,12 @@ enum Component {
     #[command(visible_alias = "kube-scheduler")]
     Scheduler(Pending),
     /// The node agent.
-    Kubelet(Pending),
+    Kubelet(hyperkube::kubelet::Args),
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
     Proxy(Pending),
+    /// The infra container's process: holds a pod's namespaces, reaps zombies, exits on SIGTERM.
+    Pause,
     /// Print the version.
     Version,
 }
@@ -91,8 +93,21 @@ fn main() -> ExitCode {
         }
         Component::ControllerManager(_) => not_built("controller-manager", 4),
         Component::Scheduler(_) => not_built("scheduler", 4),
-        Component::Kubelet(_) => not_built("kubelet", 3),
+        Component::Kubelet(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::kubelet::run(args, shutdown))
+        }
         Component::Proxy(_) => not_built("proxy", 5),
+        Component::Pause => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime.map(|rt| rt.block_on(hyperkube::kubelet::pause::run())) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("hyperkube pause: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Component::Version => {
             println!(
                 "hyperkube {} (Kubernetes {})",
@@ -105,7 +120,7 @@ fn main() -> ExitCode {
 }
 
 fn not_built(part: &str, issue: u32) -> ExitCode {
-    eprintln!("hyperkube: the {part} is not built yet (issue #{issue}); only the apiserver runs today");
+    eprintln!("hyperkube: the {part} is not built yet (issue #{issue}); only the apiserver and the kubelet run today");
     ExitCode::from(2)
 }
 
@@ -167,13 +182,7 @@ where
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                let mut message = e.to_string();
-                let mut cause = e.source();
-                while let Some(c) = cause {
-                    message.push_str(&format!(": {c}"));
-                    cause = c.source();
-                }
-                eprintln!("hyperkube: {message}");
+                eprintln!("hyperkube: {}", hyperkube::error_chain(&e));
                 ExitCode::FAILURE
             }
         }

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod, PodCondition,
-    PodSpec, PodStatus, ReplicationController, Secret, Service, ServiceAccount, Toleration,
+    ConfigMap, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod, PodCondition, PodSpec,
+    PodStatus, ReplicationController, Secret, Service, ServiceAccount, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,173 +16,10 @@ use serde_json::Value;
 
 use super::ipalloc::{Cidr, Pool};
 use super::strategy::Strategy;
-use crate::api::validation::{FieldError, NameRule, is_dns1123_label, validate_labels};
+use crate::api::pod::{default_pod_spec, validate_pod_spec};
+use crate::api::validation::{FieldError, NameRule, validate_labels};
 use crate::apiserver::printers::{self, Column};
 use crate::apiserver::status::Error;
-
-/// Fills a pod spec's defaults, as upstream's `SetDefaults_PodSpec` and `SetDefaults_Container`.
-pub(crate) fn default_pod_spec(spec: &mut PodSpec) {
-    spec.restart_policy.get_or_insert_with(|| "Always".into());
-    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
-    spec.termination_grace_period_seconds.get_or_insert(30);
-    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
-    spec.security_context.get_or_insert_with(Default::default);
-    spec.enable_service_links.get_or_insert(true);
-    for c in spec
-        .containers
-        .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten())
-    {
-        default_container(c);
-    }
-}
-
-fn default_container(c: &mut Container) {
-    if c.image_pull_policy.is_none() {
-        let image = c.image.as_deref().unwrap_or_default();
-        // The tag is what follows the last ':' after the last '/', unless pinned by digest.
-        let last = image.rsplit('/').next().unwrap_or_default();
-        let tag = if image.contains('@') {
-            Some("digest")
-        } else {
-            last.split_once(':').map(|(_, t)| t)
-        };
-        c.image_pull_policy = Some(match tag {
-            None | Some("latest") => "Always".into(),
-            Some(_) => "IfNotPresent".into(),
-        });
-    }
-    c.termination_message_path
-        .get_or_insert_with(|| "/dev/termination-log".into());
-    c.termination_message_policy.get_or_insert_with(|| "File".into());
-    c.resources.get_or_insert_with(Default::default);
-    for p in c.ports.iter_mut().flatten() {
-        p.protocol.get_or_insert_with(|| "TCP".into());
-    }
-}
-
-/// Validates a pod spec whose fields sit under `path` (`spec`, or `spec.template.spec`).
-pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if spec.containers.is_empty() {
-        errs.push(FieldError::required(format!("{path}.containers")));
-    }
-    let mut names = HashSet::new();
-    let groups = [
-        ("containers", spec.containers.as_slice()),
-        ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
-    ];
-    for (field, containers) in groups {
-        for (i, c) in containers.iter().enumerate() {
-            let at = format!("{path}.{field}[{i}]");
-            if c.name.is_empty() {
-                errs.push(FieldError::required(format!("{at}.name")));
-            } else if !is_dns1123_label(&c.name) {
-                errs.push(FieldError::invalid(
-                    format!("{at}.name"),
-                    &c.name,
-                    crate::api::validation::NameRule::Label
-                        .check(&c.name)
-                        .unwrap_or_default(),
-                ));
-            } else if !names.insert(c.name.clone()) {
-                errs.push(FieldError::duplicate(format!("{at}.name"), &c.name));
-            }
-            if c.image.as_deref().unwrap_or_default().trim().is_empty() {
-                errs.push(FieldError::required(format!("{at}.image")));
-            }
-            for (j, p) in c.ports.iter().flatten().enumerate() {
-                if !(1..=65535).contains(&p.container_port) {
-                    errs.push(FieldError::invalid(
-                        format!("{at}.ports[{j}].containerPort"),
-                        p.container_port,
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-                if let Some(proto) = p.protocol.as_deref().filter(|p| !["TCP", "UDP", "SCTP"].contains(p)) {
-                    errs.push(FieldError::not_supported(
-                        format!("{at}.ports[{j}].protocol"),
-                        proto,
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
-            }
-            let volumes: HashSet<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
-            for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
-                if !volumes.contains(m.name.as_str()) {
-                    errs.push(FieldError::not_found_volume(
-                        format!("{at}.volumeMounts[{j}].name"),
-                        &m.name,
-                    ));
-                }
-            }
-            if let Some(policy) = c
-                .image_pull_policy
-                .as_deref()
-                .filter(|p| !["Always", "IfNotPresent", "Never"].contains(p))
-            {
-                errs.push(FieldError::not_supported(
-                    format!("{at}.imagePullPolicy"),
-                    policy,
-                    &["Always", "IfNotPresent", "Never"],
-                ));
-            }
-        }
-    }
-    let mut volume_names = HashSet::new();
-    for (i, v) in spec.volumes.iter().flatten().enumerate() {
-        if !is_dns1123_label(&v.name) {
-            errs.push(FieldError::invalid(
-                format!("{path}.volumes[{i}].name"),
-                &v.name,
-                NameRule::Label.check(&v.name).unwrap_or_default(),
-            ));
-        } else if !volume_names.insert(v.name.as_str()) {
-            errs.push(FieldError::duplicate(format!("{path}.volumes[{i}].name"), &v.name));
-        }
-    }
-    if let Some(policy) = spec
-        .restart_policy
-        .as_deref()
-        .filter(|p| !["Always", "OnFailure", "Never"].contains(p))
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.restartPolicy"),
-            policy,
-            &["Always", "OnFailure", "Never"],
-        ));
-    }
-    if let Some(policy) = spec
-        .dns_policy
-        .as_deref()
-        .filter(|p| !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(p))
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.dnsPolicy"),
-            policy,
-            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
-        ));
-    }
-    if let Some(g) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
-        errs.push(FieldError::invalid(
-            format!("{path}.terminationGracePeriodSeconds"),
-            g,
-            "must be greater than or equal to 0",
-        ));
-    }
-    errs
-}
-
-impl FieldError {
-    fn not_found_volume(field: String, name: &str) -> Self {
-        FieldError {
-            kind: crate::api::validation::ErrorKind::Invalid,
-            field,
-            value: Some(name.to_string()),
-            detail: "not found".into(),
-        }
-    }
-}
 
 /// Namespaces: DNS-1123 label names, `Active` on create, `Terminating` until `spec.finalizers` empty.
 pub(crate) struct NamespaceStrategy;

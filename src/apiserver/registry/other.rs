@@ -10,8 +10,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
-use super::core::{default_pod_spec, validate_pod_spec};
 use super::strategy::Strategy;
+use crate::api::pod::{default_pod_spec, validate_pod_spec};
 use crate::api::validation::FieldError;
 use crate::apiserver::printers::{self, Column};
 

@@ -1,0 +1,143 @@
+//! Where the kubelet's pods come from, merged into one stream of changes. Mirrors upstream's
+//! `pkg/kubelet/config`: each source (`file.rs` for the static-manifests directory, and later the
+//! URL and the apiserver) sends full snapshots tagged with its name; the `Mux` keeps the latest
+//! snapshot of each and turns every new one into typed operations on the pods.
+
+pub(crate) mod apiserver;
+pub(crate) mod file;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// Which source a snapshot comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Source {
+    /// The static-manifests directory (`--pod-manifest-path`, `--config`).
+    File,
+    /// Pods the apiserver bound to this node.
+    ApiServer,
+}
+
+impl Source {
+    /// The `kubernetes.io/config.source` annotation value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::ApiServer => "api",
+        }
+    }
+}
+
+/// A source's full list of pods at one moment.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) source: Source,
+    pub(crate) pods: Vec<Pod>,
+}
+
+/// A change to the set of pods the kubelet must run.
+#[derive(Debug, Clone)]
+pub(crate) enum PodOp {
+    /// New pods.
+    Add(Vec<Pod>),
+    /// Pods whose spec (or deletion mark) changed.
+    Update(Vec<Pod>),
+    /// Pods gone from their source: stop them.
+    Remove(Vec<Pod>),
+}
+
+/// Merges snapshots from every source into operations, keyed by pod uid.
+#[derive(Debug, Default)]
+pub(crate) struct Mux {
+    pods: BTreeMap<Source, BTreeMap<String, Pod>>,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Mux {
+    /// Takes a snapshot and returns what changed since its source's previous one.
+    pub(crate) fn apply(&mut self, snapshot: Snapshot) -> Vec<PodOp> {
+        let old = self.pods.remove(&snapshot.source).unwrap_or_default();
+        let new: BTreeMap<String, Pod> = snapshot.pods.into_iter().map(|p| (uid(&p), p)).collect();
+        let added: Vec<Pod> = new
+            .iter()
+            .filter(|(k, _)| !old.contains_key(*k))
+            .map(|(_, p)| p.clone())
+            .collect();
+        let removed: Vec<Pod> = old
+            .iter()
+            .filter(|(k, _)| !new.contains_key(*k))
+            .map(|(_, p)| p.clone())
+            .collect();
+        let updated: Vec<Pod> = new
+            .iter()
+            .filter(|(k, p)| {
+                old.get(*k)
+                    .is_some_and(|o| o.spec != p.spec || o.metadata.deletion_timestamp != p.metadata.deletion_timestamp)
+            })
+            .map(|(_, p)| p.clone())
+            .collect();
+        self.pods.insert(snapshot.source, new);
+        [PodOp::Add(added), PodOp::Update(updated), PodOp::Remove(removed)]
+            .into_iter()
+            .filter(|op| match op {
+                PodOp::Add(p) | PodOp::Update(p) | PodOp::Remove(p) => !p.is_empty(),
+            })
+            .collect()
+    }
+
+    /// Every pod of every source.
+    pub(crate) fn desired(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.values().flat_map(BTreeMap::values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(uid: &str, image: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": uid, "uid": uid},
+            "spec": {"containers": [{"name": "c", "image": image}]}}))
+        .unwrap()
+    }
+
+    fn names(ops: &[PodOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| {
+                let (kind, pods) = match op {
+                    PodOp::Add(p) => ("add", p),
+                    PodOp::Update(p) => ("update", p),
+                    PodOp::Remove(p) => ("remove", p),
+                };
+                let uids: Vec<String> = pods.iter().map(uid).collect();
+                format!("{kind} {}", uids.join(","))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mux_emits_add_update_and_remove_from_snapshots() {
+        let mut mux = Mux::default();
+        let ops = mux.apply(Snapshot {
+            source: Source::File,
+            pods: vec![pod("a", "x"), pod("b", "x")],
+        });
+        assert_eq!(names(&ops), ["add a,b"]);
+        let ops = mux.apply(Snapshot {
+            source: Source::File,
+            pods: vec![pod("a", "y"), pod("c", "x")],
+        });
+        assert_eq!(names(&ops), ["add c", "update a", "remove b"]);
+        let ops = mux.apply(Snapshot {
+            source: Source::File,
+            pods: vec![pod("a", "y"), pod("c", "x")],
+        });
+        assert!(ops.is_empty(), "an unchanged snapshot changes nothing");
+        assert_eq!(mux.desired().count(), 2);
+    }
+}

@@ -1,0 +1,842 @@
+//! Syncing one pod: compare what the spec asks for with what the runtime has, and act — create
+//! the sandbox, pull images, run init containers in order, start, restart (with back-off) or
+//! replace app containers, and remove what is no longer wanted. Mirrors upstream's
+//! `pkg/kubelet/kuberuntime/kuberuntime_manager.go` (`computePodActions`, `SyncPod`, `KillPod`).
+//!
+//! Everything the runtime holds is read fresh on each sync; what must survive between syncs
+//! (back-off timers) lives in the caller's `PodMemory`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::runtime::{
+    self, ContainerConfig, ContainerState, ContainerStatus, Mount, PodRef, PortMapping, Resources, Runtime, Sandbox,
+    SandboxConfig, SandboxState, Security, labels,
+};
+use crate::api::quantity;
+
+/// First wait before restarting a crashed container; it doubles per crash up to `MAX_BACKOFF`.
+pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+/// Upstream's cap on the crash-loop back-off.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What the kubelet knows that a sync needs besides the pod.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncContext {
+    /// This kubelet's node; its sandboxes carry it in `labels::NODE`.
+    pub(crate) node_name: String,
+    pub(crate) infra_image: String,
+    /// Where pod directories live (`--root-dir`/pods/UID/...).
+    pub(crate) root_dir: std::path::PathBuf,
+    /// `/etc/resolv.conf` content for the pod, or `None` for the runtime's default.
+    pub(crate) resolv_conf: Option<String>,
+}
+
+/// What one pod's worker remembers between syncs.
+#[derive(Debug, Default)]
+pub(crate) struct PodMemory {
+    backoff: HashMap<String, Backoff>,
+    /// Why a container could not be started, by container name (waiting reason, message).
+    pub(crate) waiting: BTreeMap<String, (String, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    until: Instant,
+}
+
+impl PodMemory {
+    /// How long `name` must still wait before its next restart, if it is backing off.
+    fn backoff_left(&self, name: &str) -> Option<Duration> {
+        let b = self.backoff.get(name)?;
+        b.until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+    }
+
+    /// Records a restart of `name`: the next one waits twice as long, up to `MAX_BACKOFF`.
+    fn restarted(&mut self, name: &str) {
+        let delay = match self.backoff.get(name) {
+            Some(b) => (b.delay * 2).min(MAX_BACKOFF),
+            None => INITIAL_BACKOFF,
+        };
+        self.backoff.insert(
+            name.to_string(),
+            Backoff {
+                delay,
+                until: Instant::now() + delay,
+            },
+        );
+    }
+}
+
+/// Why a sync could not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("runtime call failed")]
+    Runtime(#[from] runtime::Error),
+    #[error("creating the pod's directories failed")]
+    PodDir(#[source] std::io::Error),
+}
+
+/// The pod's identity as runtimes label it.
+pub(crate) fn pod_ref(pod: &Pod) -> PodRef {
+    PodRef {
+        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// A stable hash of a container's spec; a change means the container must be replaced.
+pub(crate) fn container_hash(c: &Container) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in serde_json::to_vec(c).unwrap_or_default() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The runtime's view of one pod.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub(crate) sandboxes: Vec<Sandbox>,
+    pub(crate) containers: Vec<ContainerStatus>,
+}
+
+impl Observed {
+    /// Reads everything the runtime holds for `uid`.
+    pub(crate) async fn read(rt: &dyn Runtime, uid: &str) -> Result<Self, runtime::Error> {
+        let sandboxes = rt
+            .list_pod_sandboxes()
+            .await?
+            .into_iter()
+            .filter(|s| s.pod.uid == uid)
+            .collect();
+        let containers = rt
+            .list_containers()
+            .await?
+            .into_iter()
+            .filter(|c| c.pod.uid == uid)
+            .collect();
+        Ok(Self { sandboxes, containers })
+    }
+
+    /// The newest ready sandbox.
+    pub(crate) fn ready_sandbox(&self) -> Option<&Sandbox> {
+        self.sandboxes
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready)
+            .max_by_key(|s| (s.attempt, s.created_at))
+    }
+
+    /// The newest instance of the container `name` in `sandbox`, then the one before it.
+    pub(crate) fn latest(&self, name: &str) -> (Option<&ContainerStatus>, Option<&ContainerStatus>) {
+        let mut all: Vec<&ContainerStatus> = self.containers.iter().filter(|c| c.name == name).collect();
+        all.sort_by_key(|c| (c.restart_count, c.created_at));
+        let latest = all.pop();
+        (latest, all.pop())
+    }
+}
+
+/// Brings the runtime in line with `pod`. Returns when the pod should be synced again at the
+/// latest (a back-off ending); `None` means only on the next change or resync.
+pub(crate) async fn sync_pod(
+    rt: &dyn Runtime,
+    ctx: &SyncContext,
+    pod: &Pod,
+    memory: &mut PodMemory,
+) -> Result<Option<Duration>, Error> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_ref = pod_ref(pod);
+    let mut observed = Observed::read(rt, &pod_ref.uid).await?;
+    memory.waiting.clear();
+
+    // A pod whose sandbox died is restarted from scratch, as upstream does.
+    let sandbox = match observed.ready_sandbox().cloned() {
+        Some(s) => s,
+        None => {
+            if !observed.containers.is_empty() || !observed.sandboxes.is_empty() {
+                stop_all(rt, &observed, Duration::from_secs(2)).await?;
+            }
+            let attempt = observed.sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+            ensure_image(rt, &ctx.infra_image, "IfNotPresent").await?;
+            std::fs::create_dir_all(pod_dir(ctx, &pod_ref.uid)).map_err(Error::PodDir)?;
+            let config = sandbox_config(ctx, pod, &pod_ref, attempt);
+            let id = rt.run_pod_sandbox(&config).await?;
+            observed = Observed::read(rt, &pod_ref.uid).await?;
+            observed
+                .sandboxes
+                .iter()
+                .find(|s| s.id == id)
+                .cloned()
+                .ok_or_else(|| runtime::Error::NotFound(format!("sandbox {id}")))?
+        }
+    };
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let mut next_sync: Option<Duration> = None;
+    let mut wake = |d: Duration| next_sync = Some(next_sync.map_or(d, |n: Duration| n.min(d)));
+
+    // Init containers run one at a time, in order; app containers only once all succeeded.
+    for init in spec.init_containers.iter().flatten() {
+        let (latest, _) = observed.latest(&init.name);
+        match latest.map(|c| (c.state, c.exit_code)) {
+            Some((ContainerState::Exited, Some(0))) => continue,
+            Some((ContainerState::Running | ContainerState::Created, _)) => return Ok(next_sync),
+            Some((ContainerState::Exited | ContainerState::Unknown, _)) if restart_policy == "Never" => {
+                return Ok(next_sync);
+            }
+            _ => {
+                if let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, init, latest, memory).await? {
+                    wake(left);
+                }
+                return Ok(next_sync);
+            }
+        }
+    }
+
+    for container in &spec.containers {
+        let (latest, _) = observed.latest(&container.name);
+        let hash = container_hash(container);
+        match latest {
+            Some(c) if c.state == ContainerState::Running || c.state == ContainerState::Created => {
+                if c.labels.get(labels::HASH) != Some(&hash) {
+                    tracing::info!(pod = %pod_ref.name, container = %container.name, "container spec changed; replacing it");
+                    rt.stop_container(&c.id, grace_period(pod)).await?;
+                    start_or_back_off(rt, ctx, pod, &sandbox, container, Some(c), memory).await?;
+                } else if c.state == ContainerState::Created {
+                    rt.start_container(&c.id).await?;
+                }
+            }
+            Some(c) => {
+                let restart = match restart_policy {
+                    "Never" => false,
+                    "OnFailure" => c.exit_code != Some(0),
+                    _ => true,
+                };
+                if restart
+                    && let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, container, Some(c), memory).await?
+                {
+                    wake(left);
+                }
+            }
+            None => {
+                if let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, container, None, memory).await? {
+                    wake(left);
+                }
+            }
+        }
+    }
+    remove_dead(rt, &Observed::read(rt, &pod_ref.uid).await?, &spec).await?;
+    Ok(next_sync)
+}
+
+/// Starts a new instance of `container` unless its previous instance is still backing off.
+/// Returns the back-off time left, if any.
+async fn start_or_back_off(
+    rt: &dyn Runtime,
+    ctx: &SyncContext,
+    pod: &Pod,
+    sandbox: &Sandbox,
+    container: &Container,
+    previous: Option<&ContainerStatus>,
+    memory: &mut PodMemory,
+) -> Result<Option<Duration>, Error> {
+    if previous.is_some_and(|p| p.state == ContainerState::Exited)
+        && let Some(left) = memory.backoff_left(&container.name)
+    {
+        let message = format!(
+            "back-off {}s restarting failed container={} pod={}",
+            left.as_secs().max(1),
+            container.name,
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        memory
+            .waiting
+            .insert(container.name.clone(), ("CrashLoopBackOff".into(), message));
+        return Ok(Some(left));
+    }
+    let image = container.image.clone().unwrap_or_default();
+    let policy = container.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+    if let Err(err) = ensure_image(rt, &image, policy).await {
+        let reason = match err {
+            runtime::Error::ImageNeverPull(_) => "ErrImageNeverPull",
+            _ => "ErrImagePull",
+        };
+        memory
+            .waiting
+            .insert(container.name.clone(), (reason.into(), err.to_string()));
+        return Ok(Some(INITIAL_BACKOFF));
+    }
+    let restart_count = previous.map_or(0, |p| p.restart_count + 1);
+    let config = match container_config(ctx, pod, container, restart_count) {
+        Ok(c) => c,
+        Err(message) => {
+            memory
+                .waiting
+                .insert(container.name.clone(), ("CreateContainerConfigError".into(), message));
+            return Ok(Some(INITIAL_BACKOFF));
+        }
+    };
+    if previous.is_some() {
+        memory.restarted(&container.name);
+    }
+    let started = async {
+        let id = rt.create_container(sandbox, &config).await?;
+        rt.start_container(&id).await
+    };
+    if let Err(err) = started.await {
+        memory
+            .waiting
+            .insert(container.name.clone(), ("CreateContainerError".into(), err.to_string()));
+        return Ok(Some(INITIAL_BACKOFF));
+    }
+    Ok(None)
+}
+
+/// Makes sure `image` is present, pulling it as `policy` says. A pull that fails while a local
+/// copy exists uses the local copy: clusters built offline keep working.
+async fn ensure_image(rt: &dyn Runtime, image: &str, policy: &str) -> Result<String, runtime::Error> {
+    let present = rt.image_id(image).await?;
+    match (policy, present) {
+        ("Never", Some(id)) | ("IfNotPresent", Some(id)) => Ok(id),
+        ("Never", None) => Err(runtime::Error::ImageNeverPull(image.to_string())),
+        (_, present) => match rt.pull_image(image).await {
+            Ok(id) => Ok(id),
+            Err(err) => match present {
+                Some(id) => {
+                    tracing::warn!(%image, error = %err, "pull failed; using the local image");
+                    Ok(id)
+                }
+                None => Err(err),
+            },
+        },
+    }
+}
+
+/// Stops every container of the pod (`grace` each), then its sandboxes, and removes them all.
+pub(crate) async fn kill_pod(rt: &dyn Runtime, uid: &str, grace: Duration) -> Result<(), Error> {
+    let observed = Observed::read(rt, uid).await?;
+    stop_all(rt, &observed, grace).await?;
+    for c in &observed.containers {
+        ignore_missing(rt.remove_container(&c.id).await)?;
+    }
+    for s in &observed.sandboxes {
+        ignore_missing(rt.remove_pod_sandbox(&s.id).await)?;
+    }
+    Ok(())
+}
+
+async fn stop_all(rt: &dyn Runtime, observed: &Observed, grace: Duration) -> Result<(), Error> {
+    let running: Vec<_> = observed
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+    // Stop containers in parallel: the pod's grace period is for all of them together.
+    let stops = running.iter().map(|c| rt.stop_container(&c.id, grace));
+    for result in futures::future::join_all(stops).await {
+        ignore_missing(result)?;
+    }
+    for s in &observed.sandboxes {
+        ignore_missing(rt.stop_pod_sandbox(&s.id).await)?;
+    }
+    Ok(())
+}
+
+fn ignore_missing(result: Result<(), runtime::Error>) -> Result<(), Error> {
+    match result {
+        Ok(()) | Err(runtime::Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes dead containers and sandboxes, keeping the newest dead instance of each container
+/// (for `kubectl logs --previous`) and the sandbox in use.
+async fn remove_dead(
+    rt: &dyn Runtime,
+    observed: &Observed,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> Result<(), Error> {
+    let mut by_name: BTreeMap<&str, Vec<&ContainerStatus>> = BTreeMap::new();
+    for c in &observed.containers {
+        by_name.entry(c.name.as_str()).or_default().push(c);
+    }
+    for (name, mut instances) in by_name {
+        instances.sort_by_key(|c| (c.restart_count, c.created_at));
+        let in_spec = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| c.name == name);
+        // Keep the newest instance and the newest dead one of containers still in the spec.
+        let keep = if in_spec { 2 } else { 0 };
+        let excess = instances.len().saturating_sub(keep);
+        for c in instances.into_iter().take(excess) {
+            if c.state == ContainerState::Exited || !in_spec {
+                if c.state == ContainerState::Running {
+                    ignore_missing(rt.stop_container(&c.id, Duration::from_secs(2)).await)?;
+                }
+                ignore_missing(rt.remove_container(&c.id).await)?;
+            }
+        }
+    }
+    let current = observed.ready_sandbox().map(|s| s.id.clone());
+    for s in &observed.sandboxes {
+        if Some(&s.id) != current.as_ref() && s.state == SandboxState::NotReady {
+            ignore_missing(rt.remove_pod_sandbox(&s.id).await)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pod's termination grace period.
+pub(crate) fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30);
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+fn pod_dir(ctx: &SyncContext, uid: &str) -> std::path::PathBuf {
+    ctx.root_dir.join("pods").join(uid)
+}
+
+fn sandbox_config(ctx: &SyncContext, pod: &Pod, pod_ref: &PodRef, attempt: u32) -> SandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_network = spec.host_network.unwrap_or(false);
+    let ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(PortMapping {
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod_ref.name.chars().take(63).collect());
+    SandboxConfig {
+        pod: pod_ref.clone(),
+        image: ctx.infra_image.clone(),
+        hostname,
+        host_network,
+        ports,
+        resolv_conf: ctx.resolv_conf.clone(),
+        attempt,
+        labels: [
+            (
+                labels::GRACE_PERIOD.to_string(),
+                grace_period(pod).as_secs().to_string(),
+            ),
+            (labels::NODE.to_string(), ctx.node_name.clone()),
+        ]
+        .into(),
+    }
+}
+
+/// Turns a container spec into what the runtime needs; the error is a message for the
+/// container's `CreateContainerConfigError` state.
+fn container_config(
+    ctx: &SyncContext,
+    pod: &Pod,
+    c: &Container,
+    restart_count: u32,
+) -> Result<ContainerConfig, String> {
+    let env = environment(pod, c)?;
+    let expand =
+        |items: &Option<Vec<String>>| -> Vec<String> { items.iter().flatten().map(|s| expand_vars(s, &env)).collect() };
+    Ok(ContainerConfig {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        command: expand(&c.command),
+        args: expand(&c.args),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        mounts: mounts(ctx, pod, c)?,
+        resources: resources(c)?,
+        security: security(pod, c),
+        restart_count,
+        labels: [(labels::HASH.to_string(), container_hash(c))].into(),
+        tty: c.tty.unwrap_or(false),
+        stdin: c.stdin.unwrap_or(false),
+        env,
+    })
+}
+
+/// The container's environment: plain values and the downward API's fields.
+fn environment(pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in c.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), _) => expand_vars(v, &env),
+            (None, Some(from)) => match &from.field_ref {
+                Some(field) => field_value(pod, &field.field_path)
+                    .ok_or_else(|| format!("unsupported fieldRef {:?} in env var {}", field.field_path, var.name))?,
+                None => {
+                    return Err(format!(
+                        "env var {} takes its value from an object this kubelet cannot read yet (only fieldRef is supported)",
+                        var.name
+                    ));
+                }
+            },
+            (None, None) => String::new(),
+        };
+        env.push((var.name.clone(), value));
+    }
+    Ok(env)
+}
+
+/// A downward-API field of the pod, as `fieldRef.fieldPath` names it.
+fn field_value(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let status = pod.status.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => spec.node_name.clone(),
+        "spec.serviceAccountName" => Some(spec.service_account_name.unwrap_or_default()),
+        "status.podIP" => Some(status.pod_ip.unwrap_or_default()),
+        "status.hostIP" => Some(status.host_ip.unwrap_or_default()),
+        p if p.starts_with("metadata.labels['") => in_map(&meta.labels, "metadata.labels['"),
+        p if p.starts_with("metadata.annotations['") => in_map(&meta.annotations, "metadata.annotations['"),
+        _ => None,
+    }
+}
+
+/// Expands `$(NAME)` references to earlier variables; `$$` escapes a `$`. Unknown references stay.
+pub(crate) fn expand_vars(input: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('(')
+            && let Some(end) = body.find(')')
+        {
+            let name = &body[..end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Bind mounts for the container's volumeMounts: hostPath and emptyDir volumes.
+fn mounts(ctx: &SyncContext, pod: &Pod, c: &Container) -> Result<Vec<Mount>, String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == m.name)
+            .ok_or_else(|| format!("volume {:?} not found", m.name))?;
+        let host_path = if let Some(hp) = &volume.host_path {
+            hp.path.clone()
+        } else if volume.empty_dir.is_some() {
+            let dir = pod_dir(ctx, &uid)
+                .join("volumes/kubernetes.io~empty-dir")
+                .join(&volume.name);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating emptyDir {}: {e}", volume.name))?;
+            dir.to_string_lossy().into_owned()
+        } else {
+            return Err(format!(
+                "volume {:?}: this kubelet supports hostPath and emptyDir volumes so far",
+                volume.name
+            ));
+        };
+        out.push(Mount {
+            host_path,
+            container_path: m.mount_path.clone(),
+            read_only: m.read_only.unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+/// CPU shares from the request, quota from the limit, memory limit in bytes.
+fn resources(c: &Container) -> Result<Resources, String> {
+    let res = c.resources.clone().unwrap_or_default();
+    let get = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
+    };
+    let milli = |q: Option<String>| {
+        q.map(|q| quantity::milli_value(&q).map_err(|e| e.to_string()))
+            .transpose()
+    };
+    let cpu_request = milli(get(&res.requests, "cpu").or(get(&res.limits, "cpu")))?;
+    let cpu_limit = milli(get(&res.limits, "cpu"))?;
+    let memory = get(&res.limits, "memory")
+        .map(|q| quantity::value(&q).map_err(|e| e.to_string()))
+        .transpose()?;
+    const PERIOD: i64 = 100_000;
+    Ok(Resources {
+        // Upstream's MilliCPUToShares: 1024 per core, at least 2.
+        cpu_shares: cpu_request.map(|m| (m * 1024 / 1000).max(2)),
+        cpu_quota: cpu_limit.map(|m| (m * PERIOD / 1000).max(1000)),
+        cpu_period: cpu_limit.map(|_| PERIOD),
+        memory_limit: memory,
+    })
+}
+
+fn security(pod: &Pod, c: &Container) -> Security {
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    Security {
+        run_as_user: sc.run_as_user.or(pod_sc.run_as_user),
+        run_as_group: sc.run_as_group.or(pod_sc.run_as_group),
+        cap_add: caps.add.unwrap_or_default(),
+        cap_drop: caps.drop.unwrap_or_default(),
+        read_only_root_filesystem: sc.read_only_root_filesystem.unwrap_or(false),
+        privileged: sc.privileged.unwrap_or(false),
+    }
+}
+
+/// When a container's instance last changed state, for status timestamps.
+pub(crate) fn to_time(t: SystemTime) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::runtime::fake::Fake;
+    use serde_json::json;
+
+    fn ctx(dir: &std::path::Path) -> SyncContext {
+        SyncContext {
+            node_name: "node-1".into(),
+            infra_image: "pause".into(),
+            root_dir: dir.to_path_buf(),
+            resolv_conf: None,
+        }
+    }
+
+    fn pod(policy: &str, containers: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "uid-1"},
+            "spec": {"restartPolicy": policy, "containers": containers}
+        }))
+        .unwrap()
+    }
+
+    fn running(rt: &Fake) -> Vec<String> {
+        let list = futures::executor::block_on(rt.list_containers()).unwrap();
+        let mut names: Vec<String> = list
+            .into_iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn sync_starts_a_sandbox_and_every_container_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        let p = pod(
+            "Always",
+            json!([{"name": "a", "image": "app"}, {"name": "b", "image": "app"}]),
+        );
+        let mut memory = PodMemory::default();
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert_eq!(running(&rt), ["a", "b"]);
+        let created = rt.calls().iter().filter(|c| c.starts_with("create_container")).count();
+        let sandboxes = rt.calls().iter().filter(|c| c.starts_with("run_pod_sandbox")).count();
+        assert_eq!((created, sandboxes), (2, 1), "a second sync changes nothing");
+    }
+
+    #[tokio::test]
+    async fn crashed_containers_restart_then_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        let p = pod("Always", json!([{"name": "a", "image": "app"}]));
+        let mut memory = PodMemory::default();
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        let first = rt.list_containers().await.unwrap()[0].id.clone();
+        rt.exit_container(&first, 1);
+        assert_eq!(
+            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap(),
+            None,
+            "first crash restarts at once"
+        );
+        let second = rt
+            .list_containers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.state == ContainerState::Running)
+            .unwrap();
+        assert_eq!(second.restart_count, 1);
+        rt.exit_container(&second.id, 1);
+        let wait = sync_pod(&rt, &ctx(dir.path()), &p, &mut memory)
+            .await
+            .unwrap()
+            .expect("backing off");
+        assert!(wait <= INITIAL_BACKOFF && wait > Duration::from_secs(8), "{wait:?}");
+        assert_eq!(memory.waiting["a"].0, "CrashLoopBackOff");
+        assert!(running(&rt).is_empty());
+    }
+
+    #[tokio::test]
+    async fn restart_policy_decides_who_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for (policy, code, restarts) in [("Never", 1, false), ("OnFailure", 0, false), ("OnFailure", 1, true)] {
+            let rt = Fake::with_images(&["pause", "app"]);
+            let p = pod(policy, json!([{"name": "a", "image": "app"}]));
+            let mut memory = PodMemory::default();
+            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+            let id = rt.list_containers().await.unwrap()[0].id.clone();
+            rt.exit_container(&id, code);
+            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+            assert_eq!(!running(&rt).is_empty(), restarts, "{policy} after exit {code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn init_containers_run_in_order_before_app_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        let mut p = pod("Always", json!([{"name": "main", "image": "app"}]));
+        p.spec.as_mut().unwrap().init_containers = Some(vec![
+            serde_json::from_value(json!({"name": "one", "image": "app"})).unwrap(),
+            serde_json::from_value(json!({"name": "two", "image": "app"})).unwrap(),
+        ]);
+        let mut memory = PodMemory::default();
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert_eq!(running(&rt), ["one"]);
+        let one = rt.list_containers().await.unwrap()[0].id.clone();
+        rt.exit_container(&one, 0);
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert_eq!(running(&rt), ["two"]);
+        let two = rt
+            .list_containers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "two")
+            .unwrap()
+            .id;
+        rt.exit_container(&two, 0);
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert_eq!(running(&rt), ["main"]);
+    }
+
+    #[tokio::test]
+    async fn a_changed_spec_replaces_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app", "app2"]);
+        let mut memory = PodMemory::default();
+        sync_pod(
+            &rt,
+            &ctx(dir.path()),
+            &pod("Always", json!([{"name": "a", "image": "app"}])),
+            &mut memory,
+        )
+        .await
+        .unwrap();
+        sync_pod(
+            &rt,
+            &ctx(dir.path()),
+            &pod("Always", json!([{"name": "a", "image": "app2"}])),
+            &mut memory,
+        )
+        .await
+        .unwrap();
+        let list = rt.list_containers().await.unwrap();
+        let live: Vec<_> = list.iter().filter(|c| c.state == ContainerState::Running).collect();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].image, "app2");
+    }
+
+    #[tokio::test]
+    async fn missing_images_and_bad_env_are_waiting_reasons_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause"]);
+        rt.fail("pull_image", "no registry");
+        let p = pod(
+            "Always",
+            json!([
+                {"name": "a", "image": "nowhere", "imagePullPolicy": "Never"},
+                {"name": "b", "image": "nowhere"},
+            ]),
+        );
+        let mut memory = PodMemory::default();
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert_eq!(memory.waiting["a"].0, "ErrImageNeverPull");
+        assert_eq!(memory.waiting["b"].0, "ErrImagePull");
+    }
+
+    #[tokio::test]
+    async fn kill_pod_stops_and_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        let p = pod("Always", json!([{"name": "a", "image": "app"}]));
+        sync_pod(&rt, &ctx(dir.path()), &p, &mut PodMemory::default())
+            .await
+            .unwrap();
+        kill_pod(&rt, "uid-1", Duration::from_secs(1)).await.unwrap();
+        assert!(rt.list_containers().await.unwrap().is_empty());
+        assert!(rt.list_pod_sandboxes().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn env_references_expand_like_upstream() {
+        let env = vec![("A".to_string(), "x".to_string())];
+        assert_eq!(expand_vars("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
+    }
+
+    #[test]
+    fn resources_become_shares_quota_and_bytes() {
+        let c: Container = serde_json::from_value(json!({"name": "c",
+            "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}}}))
+        .unwrap();
+        let r = resources(&c).unwrap();
+        assert_eq!(r.cpu_shares, Some(256));
+        assert_eq!((r.cpu_quota, r.cpu_period), (Some(50_000), Some(100_000)));
+        assert_eq!(r.memory_limit, Some(64 * 1024 * 1024));
+    }
+}

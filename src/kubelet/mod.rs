@@ -1,0 +1,387 @@
+//! `hyperkube kubelet`: the node agent. It runs the pods it is given — static pods from a
+//! manifests directory today; pods bound to its node by the apiserver next — through a
+//! container runtime, keeps them running, and reports their status.
+//!
+//! Mirrors upstream's `pkg/kubelet`: sources (`config/`) are merged into pod operations, one
+//! worker per pod (`pod_workers.rs`) syncs it through `kuberuntime.rs` against the `Runtime`
+//! (`runtime/`), and statuses come back to one loop here, which also serves them (`server.rs`).
+
+pub(crate) mod config;
+pub(crate) mod kuberuntime;
+pub(crate) mod node;
+pub mod pause;
+pub(crate) mod pod_status;
+pub(crate) mod pod_workers;
+pub(crate) mod runtime;
+pub(crate) mod server;
+pub(crate) mod status_manager;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::config::{Mux, PodOp};
+use self::kuberuntime::SyncContext;
+use self::pod_workers::{PodWorkers, StatusUpdate};
+use self::runtime::Runtime;
+
+/// Command-line flags, named as upstream's kubelet (and the original hyperkube) named them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// A directory of static pod manifests (or one manifest file). `--config` is the original
+    /// hyperkube's name for it.
+    #[arg(long, visible_alias = "config")]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often the manifests are re-read, besides reacting to changes.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub file_check_frequency: Duration,
+    /// The node's name; the host name by default.
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// The node's address, reported as the pods' hostIP.
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// `docker` or `fake` (an in-memory runtime, for demos).
+    #[arg(long, default_value = "docker")]
+    pub container_runtime: String,
+    /// The Docker Engine API endpoint.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    pub docker_endpoint: String,
+    /// The image of every pod's infra ("pause") container; it runs its own entrypoint.
+    #[arg(long, default_value = "hyperkube:latest")]
+    pub pod_infra_container_image: String,
+    /// Where pod directories and the kubelet's state live.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub root_dir: PathBuf,
+    /// The address of the kubelet's HTTP server (it has no authentication: loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: IpAddr,
+    /// The port of the kubelet's HTTP server; 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// The apiserver(s) to register with and take pods from, comma-separated (the original
+    /// hyperkube's flag).
+    #[arg(long, value_delimiter = ',')]
+    pub api_servers: Vec<String>,
+    /// A kubeconfig file for reaching the apiserver, instead of `--api-servers`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// How often the Node's status is written.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub node_status_update_frequency: Duration,
+    /// How often every pod is synced even without a change.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub sync_frequency: Duration,
+    /// Log verbosity, 0 to 10, as upstream's `--v`.
+    #[arg(long, default_value_t = 0)]
+    pub v: u8,
+}
+
+/// Parses Go-style durations as upstream's flags take them: `20s`, `1m30s`, `500ms`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(format!("{s:?}: missing unit"))?;
+        let (number, tail) = rest.split_at(digits);
+        let number: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = next;
+    }
+    Ok(total)
+}
+
+/// Why the kubelet could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The container runtime could not be reached at start.
+    #[error("connecting to the container runtime failed")]
+    Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An unknown `--container-runtime`.
+    #[error("unknown --container-runtime {0:?}: use docker or fake")]
+    UnknownRuntime(String),
+    /// The HTTP server could not listen.
+    #[error("listening on {address} failed")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The apiserver settings are unusable.
+    #[error("configuring the apiserver client failed: {0}")]
+    Client(String),
+    /// The root directory could not be created.
+    #[error("creating {dir} failed")]
+    RootDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Pods and their last reported status, by uid: what `/pods` serves.
+pub(crate) type PodStatuses = Arc<RwLock<BTreeMap<String, Pod>>>;
+
+fn node_name(args: &Args) -> String {
+    args.hostname_override
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_lowercase())
+                .unwrap_or_else(|_| "localhost".into())
+        })
+}
+
+/// Runs the kubelet until `shutdown`: the entry point of `hyperkube kubelet`.
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
+    let node = node_name(&args);
+    std::fs::create_dir_all(args.root_dir.join("pods")).map_err(|source| Error::RootDir {
+        dir: args.root_dir.clone(),
+        source,
+    })?;
+    let runtime: Arc<dyn Runtime> = match args.container_runtime.as_str() {
+        "docker" => Arc::new(
+            runtime::docker::Docker::connect(&args.docker_endpoint, args.root_dir.join("sandboxes"))
+                .await
+                .map_err(|e| Error::Runtime(Box::new(e)))?,
+        ),
+        "fake" => Arc::new(runtime::fake::Fake::with_images(&[args
+            .pod_infra_container_image
+            .as_str()])),
+        other => return Err(Error::UnknownRuntime(other.to_string())),
+    };
+    let version = runtime.version().await.map_err(|e| Error::Runtime(Box::new(e)))?;
+    tracing::info!(node = %node, runtime = %version.name, version = %version.version, "kubelet starting");
+
+    let statuses: PodStatuses = Arc::default();
+    let address = SocketAddr::new(args.address, args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen { address, source })?;
+    let listener_port = listener.local_addr().map_or(args.port, |a| a.port());
+    tracing::info!(address = %listener.local_addr().unwrap_or(address), "kubelet serving");
+    let host_ip = args
+        .node_ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+
+    let client = api_client(&args).await?;
+    let (snapshots_tx, mut snapshots) = mpsc::channel(16);
+    let (status_tx, mut status_rx) = mpsc::channel::<StatusUpdate>(256);
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(server::serve(
+        listener,
+        statuses.clone(),
+        runtime.clone(),
+        shutdown.clone(),
+    ));
+    match &args.pod_manifest_path {
+        Some(path) => {
+            tasks.spawn(config::file::run(
+                path.clone(),
+                node.clone(),
+                args.file_check_frequency,
+                snapshots_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        None => tracing::info!("no --pod-manifest-path: no static pods"),
+    }
+    let mut to_apiserver = None;
+    if let Some(client) = &client {
+        let (tx, rx) = mpsc::channel(256);
+        to_apiserver = Some(tx);
+        tasks.spawn(config::apiserver::run(
+            client.clone(),
+            node.clone(),
+            snapshots_tx.clone(),
+            shutdown.clone(),
+        ));
+        let info = node::NodeInfo {
+            name: node.clone(),
+            ip: host_ip.clone(),
+            kubelet_port: listener_port,
+        };
+        tasks.spawn(node::run(
+            client.clone(),
+            runtime.clone(),
+            info,
+            args.node_status_update_frequency,
+            shutdown.clone(),
+        ));
+        tasks.spawn(status_manager::run(client.clone(), node.clone(), rx, shutdown.clone()));
+    }
+    drop(snapshots_tx);
+
+    let ctx = SyncContext {
+        node_name: node.clone(),
+        infra_image: args.pod_infra_container_image.clone(),
+        root_dir: args.root_dir.clone(),
+        resolv_conf: None,
+    };
+    let mut workers = PodWorkers::new(
+        runtime.clone(),
+        ctx,
+        &host_ip,
+        args.sync_frequency,
+        status_tx,
+        shutdown.clone(),
+    );
+    let mut mux = Mux::default();
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
+    let mut sources_seen = args.pod_manifest_path.is_none() && client.is_none();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(snapshot) = snapshots.recv() => {
+                sources_seen = true;
+                for op in mux.apply(snapshot) {
+                    match op {
+                        PodOp::Add(pods) | PodOp::Update(pods) => {
+                            for pod in pods {
+                                // The apiserver marks a pod for deletion; the kubelet stops it.
+                                if pod.metadata.deletion_timestamp.is_some() {
+                                    workers.terminate(pod);
+                                } else {
+                                    workers.sync(pod);
+                                }
+                            }
+                        }
+                        // A pod without a worker was stopped already (a deleted pod leaving the
+                        // apiserver); one that never ran here is housekeeping's.
+                        PodOp::Remove(pods) => {
+                            for pod in pods {
+                                if workers.has(pod.metadata.uid.as_deref().unwrap_or_default()) {
+                                    workers.terminate(pod);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Some(update) = status_rx.recv() => {
+                if let Some(tx) = &to_apiserver {
+                    // A full queue drops this update; the next sync reports again.
+                    let _ = tx.try_send(update.clone());
+                }
+                record_status(&statuses, &mut workers, update);
+            }
+            _ = housekeeping.tick(), if sources_seen => {
+                let desired: HashSet<String> = mux.desired().filter_map(|p| p.metadata.uid.clone()).collect();
+                remove_orphans(runtime.as_ref(), &node, &desired, &workers).await;
+            }
+        }
+    }
+    tracing::info!("kubelet stopping; pods keep running");
+    workers.wait().await;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+/// A client for `--kubeconfig` or the first of `--api-servers`; `None` runs static pods only.
+async fn api_client(args: &Args) -> Result<Option<kube::Client>, Error> {
+    let config = if let Some(path) = &args.kubeconfig {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Client(crate::error_chain(&e)))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| Error::Client(crate::error_chain(&e)))?
+    } else if let Some(server) = args.api_servers.first() {
+        let url = server
+            .parse()
+            .map_err(|e| Error::Client(format!("--api-servers {server:?}: {e}")))?;
+        kube::Config::new(url)
+    } else {
+        return Ok(None);
+    };
+    kube::Client::try_from(config)
+        .map(Some)
+        .map_err(|e| Error::Client(crate::error_chain(&e)))
+}
+
+fn record_status(statuses: &PodStatuses, workers: &mut PodWorkers, update: StatusUpdate) {
+    let uid = update.pod.metadata.uid.clone().unwrap_or_default();
+    let mut map = statuses.write().unwrap_or_else(|p| p.into_inner());
+    match update.status {
+        Some(status) => {
+            let mut pod = update.pod;
+            pod.status = Some(status);
+            map.insert(uid, pod);
+        }
+        None => {
+            map.remove(&uid);
+            workers.forget(&uid);
+        }
+    }
+}
+
+/// Stops pods the runtime runs that no source wants any more (left over from before a restart).
+async fn remove_orphans(runtime: &dyn Runtime, node: &str, desired: &HashSet<String>, workers: &PodWorkers) {
+    let sandboxes = match runtime.list_pod_sandboxes().await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(error = %err, "listing sandboxes failed");
+            return;
+        }
+    };
+    let orphans: HashSet<(String, u64)> = sandboxes
+        .iter()
+        .filter(|s| s.labels.get(runtime::labels::NODE).map(String::as_str) == Some(node))
+        .filter(|s| !desired.contains(&s.pod.uid) && !workers.has(&s.pod.uid))
+        .map(|s| {
+            let grace = s
+                .labels
+                .get(runtime::labels::GRACE_PERIOD)
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(30);
+            (s.pod.uid.clone(), grace)
+        })
+        .collect();
+    for (uid, grace) in orphans {
+        tracing::info!(%uid, "stopping a pod no source wants");
+        if let Err(err) = kuberuntime::kill_pod(runtime, &uid, Duration::from_secs(grace)).await {
+            tracing::warn!(%uid, error = %crate::error_chain(&err), "stopping an orphaned pod failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_flags() {
+        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

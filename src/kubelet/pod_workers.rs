@@ -1,0 +1,198 @@
+//! One worker task per pod: it alone syncs its pod, restarts what crashed when back-off allows,
+//! and, when told, stops it. Mirrors upstream's `pkg/kubelet/pod_workers.go`, where one
+//! goroutine per pod owns its lifecycle (setup → terminating → terminated), so no other loop has
+//! to guess what state a pod is in.
+//!
+//! Each worker receives only the latest desired spec (a `watch` channel), so a burst of updates
+//! costs one sync. Statuses leave through one channel to the kubelet's status handling.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
+use super::pod_status;
+use super::runtime::Runtime;
+
+/// What a worker should do with its pod.
+#[derive(Debug, Clone)]
+enum Work {
+    Sync(Box<Pod>),
+    Terminate(Box<Pod>),
+}
+
+/// A worker's report about its pod.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusUpdate {
+    pub(crate) pod: Pod,
+    /// The current status; `None` once the pod is stopped and its containers removed.
+    pub(crate) status: Option<PodStatus>,
+}
+
+/// The set of pod workers. Owned by the kubelet's sync loop; not shared.
+pub(crate) struct PodWorkers {
+    runtime: Arc<dyn Runtime>,
+    ctx: Arc<SyncContext>,
+    host_ip: Arc<str>,
+    resync: Duration,
+    workers: HashMap<String, watch::Sender<Work>>,
+    tasks: TaskTracker,
+    statuses: mpsc::Sender<StatusUpdate>,
+    shutdown: CancellationToken,
+}
+
+impl PodWorkers {
+    /// Workers that sync every `resync` at least and report on `statuses`.
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        ctx: SyncContext,
+        host_ip: &str,
+        resync: Duration,
+        statuses: mpsc::Sender<StatusUpdate>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            runtime,
+            ctx: Arc::new(ctx),
+            host_ip: Arc::from(host_ip),
+            resync,
+            workers: HashMap::new(),
+            tasks: TaskTracker::new(),
+            statuses,
+            shutdown,
+        }
+    }
+
+    /// Whether a worker owns the pod with `uid`.
+    pub(crate) fn has(&self, uid: &str) -> bool {
+        self.workers.contains_key(uid)
+    }
+
+    /// Makes the pod run as `pod` says, starting its worker if needed.
+    pub(crate) fn sync(&mut self, pod: Pod) {
+        self.send(pod.clone(), Work::Sync(Box::new(pod)));
+    }
+
+    /// Stops the pod: its worker kills the containers within the grace period and exits.
+    pub(crate) fn terminate(&mut self, pod: Pod) {
+        self.send(pod.clone(), Work::Terminate(Box::new(pod)));
+    }
+
+    /// Forgets a worker that reported its pod gone.
+    pub(crate) fn forget(&mut self, uid: &str) {
+        self.workers.remove(uid);
+    }
+
+    fn send(&mut self, pod: Pod, work: Work) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(tx) = self.workers.get(&uid)
+            && tx.send(work.clone()).is_ok()
+        {
+            return;
+        }
+        let (tx, rx) = watch::channel(work);
+        self.workers.insert(uid, tx);
+        let worker = Worker {
+            runtime: self.runtime.clone(),
+            ctx: self.ctx.clone(),
+            host_ip: self.host_ip.clone(),
+            resync: self.resync,
+            statuses: self.statuses.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        self.tasks.spawn(worker.run(rx));
+    }
+
+    /// Waits for every worker to return after shutdown; containers keep running, so a restarted
+    /// kubelet adopts them.
+    pub(crate) async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+struct Worker {
+    runtime: Arc<dyn Runtime>,
+    ctx: Arc<SyncContext>,
+    host_ip: Arc<str>,
+    resync: Duration,
+    statuses: mpsc::Sender<StatusUpdate>,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    #[tracing::instrument(skip_all, fields(pod = tracing::field::Empty, uid = tracing::field::Empty))]
+    async fn run(self, mut rx: watch::Receiver<Work>) {
+        let mut memory = PodMemory::default();
+        let start_time = Time(jiff::Timestamp::now());
+        loop {
+            let work = rx.borrow_and_update().clone();
+            match work {
+                Work::Sync(pod) => {
+                    let span = tracing::Span::current();
+                    span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
+                    span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
+                    let wake = match kuberuntime::sync_pod(self.runtime.as_ref(), &self.ctx, &pod, &mut memory).await {
+                        Ok(wake) => wake,
+                        Err(err) => {
+                            tracing::warn!(error = %crate::error_chain(&err), "syncing the pod failed; retrying");
+                            Some(kuberuntime::INITIAL_BACKOFF)
+                        }
+                    };
+                    self.report(&pod, &memory, &start_time).await;
+                    let next = wake.map_or(self.resync, |w| w.min(self.resync));
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { return },
+                        _ = tokio::time::sleep(next) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+                Work::Terminate(pod) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    let grace = kuberuntime::grace_period(&pod);
+                    tracing::info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), ?grace, "stopping pod");
+                    if let Err(err) = kuberuntime::kill_pod(self.runtime.as_ref(), &uid, grace).await {
+                        tracing::warn!(error = %crate::error_chain(&err), "stopping the pod failed; housekeeping will retry");
+                    }
+                    let pod_dir = self.ctx.root_dir.join("pods").join(&uid);
+                    if let Err(err) = std::fs::remove_dir_all(&pod_dir)
+                        && err.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(dir = %pod_dir.display(), error = %err, "removing the pod directory failed");
+                    }
+                    let _ = self
+                        .statuses
+                        .send(StatusUpdate {
+                            pod: *pod,
+                            status: None,
+                        })
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn report(&self, pod: &Pod, memory: &PodMemory, start_time: &Time) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match Observed::read(self.runtime.as_ref(), &uid).await {
+            Ok(observed) => {
+                let status = pod_status::pod_status(pod, &observed, memory, &self.host_ip, start_time, |_| true);
+                let _ = self
+                    .statuses
+                    .send(StatusUpdate {
+                        pod: pod.clone(),
+                        status: Some(status),
+                    })
+                    .await;
+            }
+            Err(err) => tracing::warn!(error = %err, "reading the pod's containers failed"),
+        }
+    }
+}

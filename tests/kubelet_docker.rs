@@ -1,0 +1,307 @@
+//! The kubelet against a real Docker engine, as a user runs it: `hyperkube kubelet
+//! --pod-manifest-path=DIR`. Needs a running engine and the images `images/hyperkube/build.sh`
+//! makes (scripts/test does both). Each test uses its own namespace and node name, and removes
+//! what it created, so tests can run side by side on one engine.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "hyperkube-test/busybox:1";
+const INFRA: &str = "hyperkube:latest";
+
+/// A kubelet process on a manifests directory, cleaned up on drop.
+struct Kubelet {
+    child: Option<Child>,
+    namespace: String,
+    node: String,
+    manifests: PathBuf,
+    root: PathBuf,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn require_images() {
+    for image in [BUSYBOX, INFRA] {
+        assert!(
+            !docker(&["images", "-q", image]).is_empty(),
+            "image {image} is missing: run images/hyperkube/build.sh (scripts/test does)"
+        );
+    }
+}
+
+impl Kubelet {
+    fn new(test: &str) -> Self {
+        require_images();
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let k = Kubelet {
+            child: None,
+            namespace: format!("kt-{test}"),
+            node: format!("node-{test}"),
+            manifests,
+            root: dir.path().join("root"),
+            address: String::new(),
+            _dir: dir,
+        };
+        k.remove_containers();
+        k
+    }
+
+    fn start(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperkube"))
+            .args([
+                "kubelet",
+                "--port=0",
+                "--file-check-frequency=1s",
+                "--sync-frequency=1s",
+            ])
+            .arg(format!("--pod-manifest-path={}", self.manifests.display()))
+            .arg(format!("--root-dir={}", self.root.display()))
+            .arg(format!("--hostname-override={}", self.node))
+            .arg(format!("--pod-infra-container-image={INFRA}"))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("hyperkube kubelet starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        self.address = loop {
+            let line = lines
+                .next()
+                .expect("the kubelet logs its address before exiting")
+                .unwrap();
+            if let Some(at) = line.find("kubelet serving address=") {
+                break line[at + "kubelet serving address=".len()..].trim().to_string();
+            }
+        };
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("kubelet: {line}");
+            }
+        });
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn manifest(&self, file: &str, pod: &str) {
+        let path = self.manifests.join(file);
+        std::fs::write(path.with_extension("tmp"), pod.replace("NAMESPACE", &self.namespace)).unwrap();
+        // Rename, as editors and config tools do, so the kubelet never reads half a file.
+        std::fs::rename(path.with_extension("tmp"), &path).unwrap();
+    }
+
+    /// Ids of the containers named `container` in pod `pod` (the manifest's name), newest first.
+    fn containers(&self, pod: &str, container: &str, all: bool) -> Vec<String> {
+        let mut args = vec!["ps", "-q", "--no-trunc"];
+        if all {
+            args.push("-a");
+        }
+        let ns = format!("label=io.kubernetes.pod.namespace={}", self.namespace);
+        let name = format!("label=io.kubernetes.pod.name={pod}-{}", self.node);
+        let c = format!("label=io.kubernetes.container.name={container}");
+        args.extend(["--filter", &ns, "--filter", &name, "--filter", &c]);
+        docker(&args).lines().map(String::from).collect()
+    }
+
+    /// The kubelet's `/pods`, as JSON.
+    fn pods(&self) -> serde_json::Value {
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        write!(stream, "GET /pods HTTP/1.0\r\nHost: kubelet\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_default()
+    }
+
+    fn remove_containers(&self) {
+        let filter = format!("label=io.kubernetes.pod.namespace={}", self.namespace);
+        let ids = docker(&["ps", "-aq", "--filter", &filter]);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.lines());
+            docker(&args);
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.kill();
+        self.remove_containers();
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` after `timeout`.
+fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn sleeper(name: &str, arg: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: NAMESPACE}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: \"{BUSYBOX}\", command: [sleep, \"{arg}\"]}}\n"
+    )
+}
+
+fn started_at(id: &str) -> String {
+    docker(&["inspect", "-f", "{{.State.StartedAt}}", id])
+}
+
+#[test]
+fn containers_of_a_static_pod_share_one_network_namespace() {
+    let mut k = Kubelet::new("netns");
+    k.manifest(
+        "web.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: NAMESPACE}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: server
+    image: "{BUSYBOX}"
+    command: [sh, -c, "echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www"]
+  - name: client
+    image: "{BUSYBOX}"
+    command: [sh, -c, "until wget -q -O- http://127.0.0.1:8080/; do sleep 0.2; done; exec sleep 3600"]
+"#
+        ),
+    );
+    k.start();
+    let client = eventually("the client container", WAIT, || {
+        k.containers("web", "client", false).pop()
+    });
+    eventually("the client to reach the server on localhost", WAIT, || {
+        docker(&["logs", &client]).contains("hello-from-server").then_some(())
+    });
+    let pods = eventually("the pod's status", WAIT, || {
+        let pods = k.pods();
+        let phase = pods["items"][0]["status"]["phase"].as_str().map(String::from);
+        (phase.as_deref() == Some("Running")).then_some(pods)
+    });
+    let pod = &pods["items"][0];
+    assert_eq!(pod["metadata"]["name"], format!("web-{}", k.node));
+    assert!(
+        pod["status"]["podIP"].as_str().is_some_and(|ip| !ip.is_empty()),
+        "{pod}"
+    );
+    let ids: Vec<&str> = pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["containerID"].as_str())
+        .collect();
+    assert!(ids.iter().all(|id| id.starts_with("docker://")), "{ids:?}");
+}
+
+#[test]
+fn manifests_added_edited_and_removed_change_the_running_containers() {
+    let mut k = Kubelet::new("edits");
+    k.manifest("a.yaml", &sleeper("a", "3600"));
+    k.start();
+    let a1 = eventually("pod a", WAIT, || k.containers("a", "main", false).pop());
+
+    k.manifest("b.yaml", &sleeper("b", "3600"));
+    eventually("pod b, added later", WAIT, || k.containers("b", "main", false).pop());
+
+    k.manifest("a.yaml", &sleeper("a", "3601"));
+    let a2 = eventually("pod a replaced after its edit", WAIT, || {
+        k.containers("a", "main", false).into_iter().find(|id| *id != a1)
+    });
+    assert!(docker(&["inspect", "-f", "{{.Config.Entrypoint}}", &a2]).contains("3601"));
+    eventually("the old pod a gone", WAIT, || {
+        k.containers("a", "main", true).iter().all(|id| *id != a1).then_some(())
+    });
+
+    std::fs::remove_file(k.manifests.join("b.yaml")).unwrap();
+    eventually("pod b stopped and removed", WAIT, || {
+        k.containers("b", "main", true).is_empty().then_some(())
+    });
+    assert_eq!(k.containers("a", "main", false), [a2], "pod a kept running");
+}
+
+#[test]
+fn a_restarted_kubelet_adopts_running_containers() {
+    let mut k = Kubelet::new("adopt");
+    k.manifest("a.yaml", &sleeper("a", "3600"));
+    k.manifest("b.yaml", &sleeper("b", "3600"));
+    k.start();
+    let before: Vec<(String, String)> = ["a", "b"]
+        .iter()
+        .map(|p| {
+            let id = eventually("the pod's container", WAIT, || k.containers(p, "main", false).pop());
+            let started = started_at(&id);
+            (id, started)
+        })
+        .collect();
+    k.kill();
+    k.start();
+    // Several sync rounds (every second) and a housekeeping pass.
+    std::thread::sleep(Duration::from_secs(5));
+    for (p, (id, started)) in ["a", "b"].iter().zip(&before) {
+        assert_eq!(
+            k.containers(p, "main", true),
+            std::slice::from_ref(id),
+            "pod {p} has its one container still"
+        );
+        assert_eq!(&started_at(id), started, "pod {p}'s container was not restarted");
+    }
+}
+
+#[test]
+fn crashing_containers_back_off_and_a_bad_manifest_does_not_stop_the_others() {
+    let mut k = Kubelet::new("crash");
+    k.manifest(
+        "crash.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: crash, namespace: NAMESPACE}}\nspec:\n  containers:\n  - {{name: main, image: \"{BUSYBOX}\", command: [sh, -c, \"exit 3\"]}}\n"
+        ),
+    );
+    k.manifest(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec:\n  containers: [{name: nope}]\n",
+    );
+    k.manifest("good.yaml", &sleeper("good", "3600"));
+    k.start();
+    eventually("the good pod despite the broken manifest", WAIT, || {
+        k.containers("good", "main", false).pop()
+    });
+    let status = eventually("CrashLoopBackOff", WAIT, || {
+        let pods = k.pods();
+        let pod = pods["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("crash-")))?
+            .clone();
+        let c = pod["status"]["containerStatuses"][0].clone();
+        (c["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(c)
+    });
+    assert!(status["restartCount"].as_i64().unwrap() >= 1, "{status}");
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 3, "{status}");
+    assert!(
+        k.containers("crash", "main", true).len() <= 2,
+        "dead instances are removed but the newest dead one is kept"
+    );
+}
