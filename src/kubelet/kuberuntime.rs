@@ -468,7 +468,11 @@ fn container_config(
         resources: resources(c)?,
         security: security(pod, c),
         restart_count,
-        labels: [(labels::HASH.to_string(), container_hash(c))].into(),
+        labels: [
+            (labels::HASH.to_string(), container_hash(c)),
+            (labels::NODE.to_string(), ctx.node_name.clone()),
+        ]
+        .into(),
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
         env,

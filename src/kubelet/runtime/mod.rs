@@ -39,7 +39,8 @@ pub(crate) mod labels {
     pub(crate) const GRACE_PERIOD: &str = "annotation.io.kubernetes.pod.terminationGracePeriod";
     /// Marks everything hyperkube's kubelet created, for `hyperkube down` and garbage collection.
     pub(crate) const MANAGED_BY: &str = "io.hyperkube.managed-by";
-    /// The node whose kubelet made a sandbox: kubelets sharing one engine leave others' pods alone.
+    /// The node whose kubelet made a sandbox or container: kubelets sharing one engine leave
+    /// others' pods alone, and teardown finds everything of one node.
     pub(crate) const NODE: &str = "io.hyperkube.node";
 }
 

@@ -1,0 +1,151 @@
+"""The kubelet with the apiserver, on the real Docker engine, driven by kubectl 1.37.
+
+A kubelet registers its node against the session's apiserver and runs the pods bound to it:
+their status shows in `kubectl get pod -o yaml`, `kubectl logs` (and `-f`) reach the
+containers, deleting a pod stops its containers within its grace period, the node is Ready and
+its Lease renews, and a static pod shows up as a mirror pod. Needs the Docker engine and the
+images images/hyperkube/build.sh makes (scripts/test provides both).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import _hyperkube_bin, _make_kubectl
+from e2e_util import Kubectl
+
+BUSYBOX = "hyperkube-test/busybox:1"
+INFRA = "hyperkube:latest"
+
+
+def docker(*args: str) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return out.stdout.strip()
+
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as e:  # noqa: BLE001 - a failed poll is retried until the deadline
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for {what}; last: {last!r}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def k137(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return _make_kubectl("1.37", kubeconfig, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def node(apiserver: str, tmp_path_factory: pytest.TempPathFactory):
+    """A kubelet on the Docker engine, registered as a fresh node, with one static pod."""
+    for image in (BUSYBOX, INFRA):
+        if not docker("images", "-q", image):
+            pytest.fail(f"image {image} is missing: run images/hyperkube/build.sh (scripts/test does)", pytrace=False)
+    name = f"e2e-node-{uuid.uuid4().hex[:6]}"
+    base = tmp_path_factory.mktemp("kubelet")
+    manifests = base / "manifests"
+    manifests.mkdir()
+    (manifests / "static.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: static-web}\nspec:\n"
+        "  terminationGracePeriodSeconds: 1\n"
+        f"  containers: [{{name: web, image: \"{BUSYBOX}\", command: [sleep, \"3600\"]}}]\n"
+    )
+    log = base / "kubelet.log"
+    proc = subprocess.Popen(
+        [
+            str(_hyperkube_bin()), "kubelet", f"--api-servers={apiserver}", f"--hostname-override={name}",
+            "--node-ip=127.0.0.1", "--port=0", f"--root-dir={base / 'root'}", f"--pod-manifest-path={manifests}",
+            f"--pod-infra-container-image={INFRA}", "--node-status-update-frequency=2s", "--sync-frequency=2s",
+        ],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"), stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield name
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        ids = docker("ps", "-aq", "--filter", f"label=io.hyperkube.node={name}").split()
+        if ids:
+            docker("rm", "-f", *ids)
+        print(log.read_text()[-4000:])
+
+
+def test_the_node_is_ready_and_its_lease_renews(k137: Kubectl, node: str):
+    ready = wait_for("the node to be Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in k137.json("get", "node", node)["status"]["conditions"]
+    ))
+    assert ready
+    info = k137.json("get", "node", node)["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("docker://"), info
+    first = wait_for("the lease", lambda: k137.json("get", "lease", node, "-n", "kube-node-lease")["spec"]["renewTime"])
+    renewed = wait_for("the lease to renew", lambda: (
+        t := k137.json("get", "lease", node, "-n", "kube-node-lease")["spec"]["renewTime"]) != first and t, timeout=30)
+    assert renewed > first
+    out = k137("get", "nodes").stdout
+    assert re.search(rf"^{node}\s+Ready\s", out, re.M), out
+
+
+def test_a_static_pod_shows_up_as_a_mirror_pod(k137: Kubectl, node: str):
+    name = f"static-web-{node}"
+    pod = wait_for("the mirror pod to run", lambda: (
+        p := k137.json("get", "pod", name, "-n", "default"))["status"].get("phase") == "Running" and p)
+    assert "kubernetes.io/config.mirror" in pod["metadata"]["annotations"]
+    assert pod["spec"]["nodeName"] == node
+
+
+def test_a_bound_pod_runs_logs_and_stops_within_its_grace_period(k137: Kubectl, node: str, namespace: str):
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ticker", "namespace": namespace},
+        "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 3,
+            "containers": [{"name": "tick", "image": BUSYBOX, "command": [
+                "sh", "-c", "echo started; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"]}],
+        },
+    }
+    k137("apply", "-f", "-", input=json.dumps(manifest))
+    pod = wait_for("the pod to run", lambda: (
+        p := k137.json("get", "pod", "ticker", "-n", namespace))["status"].get("phase") == "Running" and p)
+    status = pod["status"]
+    assert status["podIP"] and status["hostIP"] == "127.0.0.1", status
+    container = status["containerStatuses"][0]
+    assert container["ready"] is True and container["restartCount"] == 0, container
+    assert container["containerID"].startswith("docker://"), container
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True", status["conditions"]
+    yaml_out = k137("get", "pod", "ticker", "-n", namespace, "-o", "yaml").stdout
+    assert "phase: Running" in yaml_out
+
+    assert "started" in wait_for("the log", lambda: k137("logs", "ticker", "-n", namespace).stdout)
+    with k137.popen("logs", "-f", "ticker", "-n", namespace) as follow:
+        follow.wait_for_line(lambda line: line == "started", what="the first line")
+        first = int(follow.wait_for_line(lambda line: line.startswith("tick"), what="a tick").split()[1])
+        # Lines written after the request started keep arriving on the same stream.
+        follow.wait_for_line(lambda line: line == f"tick {first + 6}", what="six more ticks")
+
+    container_id = container["containerID"].removeprefix("docker://")
+    started = time.monotonic()
+    k137("delete", "pod", "ticker", "-n", namespace, "--timeout=60s")
+    took = time.monotonic() - started
+    assert docker("ps", "-q", "--filter", f"id={container_id}") == "", "the container is stopped"
+    assert took < 3 + 10, f"deletion took {took:.1f}s with a 3s grace period"
+    k137.fails("get", "pod", "ticker", "-n", namespace)
