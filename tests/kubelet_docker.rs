@@ -305,3 +305,55 @@ fn crashing_containers_back_off_and_a_bad_manifest_does_not_stop_the_others() {
         "dead instances are removed but the newest dead one is kept"
     );
 }
+
+#[test]
+fn probes_restart_unhealthy_containers_and_drive_readiness() {
+    let mut k = Kubelet::new("probes");
+    k.manifest(
+        "probed.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed, namespace: NAMESPACE}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: "{BUSYBOX}"
+    command: [sh, -c, "echo ok > /www/ready.html; httpd -p 8080 -h /www; sleep 6; rm /www/ready.html; exec sleep 3600"]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe: {{httpGet: {{path: /ready.html, port: http}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: exec
+    image: "{BUSYBOX}"
+    command: [sh, -c, "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 3600"]
+    livenessProbe: {{exec: {{command: [cat, /tmp/alive]}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: tcp
+    image: "{BUSYBOX}"
+    command: [sleep, "3600"]
+    livenessProbe: {{tcpSocket: {{port: 9999}}, periodSeconds: 1, failureThreshold: 2}}
+"#
+        ),
+    );
+    k.start();
+    let status = |name: &str| -> Option<serde_json::Value> {
+        let pods = k.pods();
+        let pod = pods["items"].as_array()?.first()?.clone();
+        pod["status"]["containerStatuses"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    eventually("web ready through its HTTP probe", WAIT, || {
+        status("web").filter(|c| c["ready"] == true)
+    });
+    eventually("web not ready once the page is gone", WAIT, || {
+        status("web").filter(|c| c["ready"] == false && c["state"]["running"].is_object())
+    });
+    eventually("the exec liveness probe restarting its container", WAIT, || {
+        status("exec").filter(|c| c["restartCount"].as_i64() >= Some(1))
+    });
+    eventually("the tcp liveness probe restarting its container", WAIT, || {
+        status("tcp").filter(|c| c["restartCount"].as_i64() >= Some(1))
+    });
+}

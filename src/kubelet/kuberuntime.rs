@@ -40,6 +40,8 @@ pub(crate) struct PodMemory {
     backoff: HashMap<String, Backoff>,
     /// Why a container could not be started, by container name (waiting reason, message).
     pub(crate) waiting: BTreeMap<String, (String, String)>,
+    /// Probe results of the running containers.
+    pub(crate) probes: super::prober::Probes,
 }
 
 #[derive(Debug, Clone, Copy)]

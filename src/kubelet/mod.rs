@@ -12,6 +12,7 @@ pub(crate) mod node;
 pub mod pause;
 pub(crate) mod pod_status;
 pub(crate) mod pod_workers;
+pub(crate) mod prober;
 pub(crate) mod runtime;
 pub(crate) mod server;
 pub(crate) mod status_manager;

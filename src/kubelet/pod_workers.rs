@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
 use super::pod_status;
+use super::prober;
 use super::runtime::Runtime;
 
 /// What a worker should do with its pod.
@@ -145,7 +146,34 @@ impl Worker {
                             Some(kuberuntime::INITIAL_BACKOFF)
                         }
                     };
-                    self.report(&pod, &memory, &start_time).await;
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    let observed = match Observed::read(self.runtime.as_ref(), &uid).await {
+                        Ok(observed) => observed,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reading the pod's containers failed");
+                            Observed::default()
+                        }
+                    };
+                    let probed = prober::run_due(self.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
+                    if !probed.failed.is_empty() {
+                        for failed in &probed.failed {
+                            tracing::info!(container = %failed.name, message = %failed.message, "container failed its probe; restarting it");
+                            if let Err(err) = self
+                                .runtime
+                                .stop_container(&failed.container_id, kuberuntime::grace_period(&pod))
+                                .await
+                            {
+                                tracing::warn!(error = %err, "stopping the container failed");
+                            }
+                        }
+                        // Sync again at once: the stopped containers restart per restartPolicy.
+                        continue;
+                    }
+                    self.report(&pod, &observed, &memory, &start_time).await;
+                    let wake = match (wake, probed.next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     let next = wake.map_or(self.resync, |w| w.min(self.resync));
                     tokio::select! {
                         changed = rx.changed() => if changed.is_err() { return },
@@ -179,20 +207,15 @@ impl Worker {
         }
     }
 
-    async fn report(&self, pod: &Pod, memory: &PodMemory, start_time: &Time) {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        match Observed::read(self.runtime.as_ref(), &uid).await {
-            Ok(observed) => {
-                let status = pod_status::pod_status(pod, &observed, memory, &self.host_ip, start_time, |_| true);
-                let _ = self
-                    .statuses
-                    .send(StatusUpdate {
-                        pod: pod.clone(),
-                        status: Some(status),
-                    })
-                    .await;
-            }
-            Err(err) => tracing::warn!(error = %err, "reading the pod's containers failed"),
-        }
+    async fn report(&self, pod: &Pod, observed: &Observed, memory: &PodMemory, start_time: &Time) {
+        let ready = |name: &str| memory.probes.ready(pod, name);
+        let status = pod_status::pod_status(pod, observed, memory, &self.host_ip, start_time, ready);
+        let _ = self
+            .statuses
+            .send(StatusUpdate {
+                pod: pod.clone(),
+                status: Some(status),
+            })
+            .await;
     }
 }

@@ -28,6 +28,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, HostConfig, PortBinding, PortMap, RestartPolicy,
     RestartPolicyNameEnum,
@@ -36,12 +37,12 @@ use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use super::{
-    ContainerConfig, ContainerState, ContainerStatus, Error, LogOptions, PodRef, PortMapping, Runtime, Sandbox,
-    SandboxConfig, SandboxState, Security, Version, labels,
+    ContainerConfig, ContainerState, ContainerStatus, Error, ExecResult, LogOptions, PodRef, PortMapping, Runtime,
+    Sandbox, SandboxConfig, SandboxState, Security, Version, labels,
 };
 
 /// The value of [`labels::MANAGED_BY`] on everything this runtime creates.
@@ -64,6 +65,9 @@ const INSPECT_CONCURRENCY: usize = 8;
 /// The file in a sandbox's state directory that becomes the pod's `/etc/resolv.conf`.
 const RESOLV_CONF: &str = "resolv.conf";
 const RESOLV_CONF_TARGET: &str = "/etc/resolv.conf";
+
+/// Exec output kept beyond this is dropped; probes read far less (upstream keeps 10 KiB).
+const MAX_EXEC_OUTPUT: usize = 1 << 20;
 
 /// The Docker runtime. Cheap to share behind an `Arc`; every method may be called concurrently.
 pub(crate) struct Docker {
@@ -477,6 +481,76 @@ impl Runtime for Docker {
             .await?;
         self.cache().retain(|id, _| ids.contains(id));
         Ok(statuses.into_iter().flatten().collect())
+    }
+
+    /// Output is stdout and stderr interleaved as they arrive, cut at 1 MiB. On timeout the
+    /// command keeps running in the container (Docker cannot kill an exec) and the call fails with
+    /// [`Error::Refused`].
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecResult, Error> {
+        if command.is_empty() {
+            return Err(Error::Refused {
+                operation: "exec",
+                message: "no command given".to_owned(),
+            });
+        }
+        let what = format!("container {id}");
+        let run = async {
+            let options = CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(command.to_vec()),
+                ..Default::default()
+            };
+            let exec = self
+                .client
+                .create_exec(id, options)
+                .await
+                .map_err(|err| classify("exec", &what, err))?;
+            let started = self
+                .client
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(|err| classify("exec", &what, err))?;
+            let StartExecResults::Attached { mut output, input } = started else {
+                return Err(Error::Refused {
+                    operation: "exec",
+                    message: "the daemon detached the exec".to_owned(),
+                });
+            };
+            let mut collected = BytesMut::new();
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|err| classify("exec", &what, err))?.into_bytes();
+                let room = MAX_EXEC_OUTPUT.saturating_sub(collected.len());
+                collected.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+            }
+            drop(input);
+            // The daemon may report the exec as running for a moment after its output ends
+            // (dockershim retried too).
+            for _ in 0..40 {
+                let info = self
+                    .client
+                    .inspect_exec(&exec.id)
+                    .await
+                    .map_err(|err| classify("exec", &what, err))?;
+                if let (Some(false), Some(code)) = (info.running, info.exit_code) {
+                    return Ok(ExecResult {
+                        exit_code: code,
+                        output: collected.freeze(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(Error::Refused {
+                operation: "exec",
+                message: "the daemon reported no exit code".to_owned(),
+            })
+        };
+        tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+            Err(Error::Refused {
+                operation: "exec",
+                message: format!("command {command:?} timed out after {timeout:?}"),
+            })
+        })
     }
 
     /// Checks that the container exists first (one inspect), so a missing one fails here rather

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::{
-    ContainerConfig, ContainerState, ContainerStatus, Error, LogOptions, Runtime, Sandbox, SandboxConfig, SandboxState,
-    Version,
+    ContainerConfig, ContainerState, ContainerStatus, Error, ExecResult, LogOptions, Runtime, Sandbox, SandboxConfig,
+    SandboxState, Version,
 };
 
 /// The fake runtime. Cheap to create; share it behind an `Arc`.
@@ -29,6 +29,7 @@ struct State {
     images: HashSet<String>,
     calls: Vec<String>,
     fail: BTreeMap<&'static str, String>,
+    exec_exit_codes: BTreeMap<String, i64>,
 }
 
 impl Fake {
@@ -53,6 +54,12 @@ impl Fake {
     #[cfg(test)]
     pub(crate) fn fail(&self, operation: &'static str, message: &str) {
         self.lock().fail.insert(operation, message.to_string());
+    }
+
+    /// Makes exec commands in containers named `name` exit with `code` (0 by default).
+    #[cfg(test)]
+    pub(crate) fn set_exec_exit_code(&self, name: &str, code: i64) {
+        self.lock().exec_exit_codes.insert(name.to_string(), code);
     }
 
     /// Makes a running container exit with `code`, as if its process ended.
@@ -222,6 +229,19 @@ impl Runtime for Fake {
     async fn list_containers(&self) -> Result<Vec<ContainerStatus>, Error> {
         self.record("list_containers", "")?;
         Ok(self.lock().containers.values().cloned().collect())
+    }
+
+    async fn exec(&self, id: &str, _command: &[String], _timeout: Duration) -> Result<ExecResult, Error> {
+        self.record("exec", id)?;
+        let state = self.lock();
+        let c = state
+            .containers
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        Ok(ExecResult {
+            exit_code: state.exec_exit_codes.get(&c.name).copied().unwrap_or(0),
+            output: Bytes::new(),
+        })
     }
 
     async fn logs(&self, id: &str, _options: &LogOptions) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {

@@ -188,6 +188,13 @@ pub(crate) struct ContainerStatus {
     pub(crate) labels: BTreeMap<String, String>,
 }
 
+/// The outcome of running a command in a container (exec probes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExecResult {
+    pub(crate) exit_code: i64,
+    pub(crate) output: Bytes,
+}
+
 /// Which part of a container's log to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LogOptions {
@@ -252,6 +259,8 @@ pub(crate) trait Runtime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<(), Error>;
     /// Every app container this kubelet created, running or not.
     async fn list_containers(&self) -> Result<Vec<ContainerStatus>, Error>;
+    /// Runs `command` in a running container and waits up to `timeout` for it.
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecResult, Error>;
     /// A container's log, as raw bytes.
     async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error>;
 }
