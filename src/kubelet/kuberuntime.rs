@@ -7,6 +7,7 @@
 //! (back-off timers) lives in the caller's `PodMemory`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -15,6 +16,7 @@ use super::runtime::{
     self, ContainerConfig, ContainerState, ContainerStatus, Mount, PodRef, PortMapping, Resources, Runtime, Sandbox,
     SandboxConfig, SandboxState, Security, labels,
 };
+use super::volumes::{self, Objects};
 use crate::api::quantity;
 
 /// First wait before restarting a crashed container; it doubles per crash up to `MAX_BACKOFF`.
@@ -32,6 +34,8 @@ pub(crate) struct SyncContext {
     pub(crate) root_dir: std::path::PathBuf,
     /// `/etc/resolv.conf` content for the pod, or `None` for the runtime's default.
     pub(crate) resolv_conf: Option<String>,
+    /// Where ConfigMaps and Secrets that volumes and env vars name are read.
+    pub(crate) objects: Objects,
 }
 
 /// What one pod's worker remembers between syncs.
@@ -178,6 +182,18 @@ pub(crate) async fn sync_pod(
                 .ok_or_else(|| runtime::Error::NotFound(format!("sandbox {id}")))?
         }
     };
+    let volumes = match prepare_volumes(ctx, pod).await {
+        Ok(v) => v,
+        Err(message) => {
+            // Upstream's FailedMount: the containers wait, and the pod is retried.
+            for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+                memory
+                    .waiting
+                    .insert(c.name.clone(), ("ContainerCreating".into(), message.clone()));
+            }
+            return Ok(Some(INITIAL_BACKOFF));
+        }
+    };
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let mut next_sync: Option<Duration> = None;
     let mut wake = |d: Duration| next_sync = Some(next_sync.map_or(d, |n: Duration| n.min(d)));
@@ -192,7 +208,7 @@ pub(crate) async fn sync_pod(
                 return Ok(next_sync);
             }
             _ => {
-                if let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, init, latest, memory).await? {
+                if let Some(left) = start_or_back_off(rt, ctx, &volumes, pod, &sandbox, init, latest, memory).await? {
                     wake(left);
                 }
                 return Ok(next_sync);
@@ -208,7 +224,7 @@ pub(crate) async fn sync_pod(
                 if c.labels.get(labels::HASH) != Some(&hash) {
                     tracing::info!(pod = %pod_ref.name, container = %container.name, "container spec changed; replacing it");
                     rt.stop_container(&c.id, grace_period(pod)).await?;
-                    start_or_back_off(rt, ctx, pod, &sandbox, container, Some(c), memory).await?;
+                    start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, Some(c), memory).await?;
                 } else if c.state == ContainerState::Created {
                     rt.start_container(&c.id).await?;
                 }
@@ -220,13 +236,15 @@ pub(crate) async fn sync_pod(
                     _ => true,
                 };
                 if restart
-                    && let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, container, Some(c), memory).await?
+                    && let Some(left) =
+                        start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, Some(c), memory).await?
                 {
                     wake(left);
                 }
             }
             None => {
-                if let Some(left) = start_or_back_off(rt, ctx, pod, &sandbox, container, None, memory).await? {
+                if let Some(left) = start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, None, memory).await?
+                {
                     wake(left);
                 }
             }
@@ -238,9 +256,11 @@ pub(crate) async fn sync_pod(
 
 /// Starts a new instance of `container` unless its previous instance is still backing off.
 /// Returns the back-off time left, if any.
+#[allow(clippy::too_many_arguments)]
 async fn start_or_back_off(
     rt: &dyn Runtime,
     ctx: &SyncContext,
+    volumes: &BTreeMap<String, String>,
     pod: &Pod,
     sandbox: &Sandbox,
     container: &Container,
@@ -274,7 +294,7 @@ async fn start_or_back_off(
         return Ok(Some(INITIAL_BACKOFF));
     }
     let restart_count = previous.map_or(0, |p| p.restart_count + 1);
-    let config = match container_config(ctx, pod, container, restart_count) {
+    let config = match container_config(ctx, volumes, pod, container, restart_count).await {
         Ok(c) => c,
         Err(message) => {
             memory
@@ -451,13 +471,14 @@ fn sandbox_config(ctx: &SyncContext, pod: &Pod, pod_ref: &PodRef, attempt: u32) 
 
 /// Turns a container spec into what the runtime needs; the error is a message for the
 /// container's `CreateContainerConfigError` state.
-fn container_config(
+async fn container_config(
     ctx: &SyncContext,
+    volumes: &BTreeMap<String, String>,
     pod: &Pod,
     c: &Container,
     restart_count: u32,
 ) -> Result<ContainerConfig, String> {
-    let env = environment(pod, c)?;
+    let env = environment(&ctx.objects, pod, c).await?;
     let expand =
         |items: &Option<Vec<String>>| -> Vec<String> { items.iter().flatten().map(|s| expand_vars(s, &env)).collect() };
     Ok(ContainerConfig {
@@ -466,7 +487,7 @@ fn container_config(
         command: expand(&c.command),
         args: expand(&c.args),
         working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-        mounts: mounts(ctx, pod, c)?,
+        mounts: mounts(volumes, c)?,
         resources: resources(c)?,
         security: security(pod, c),
         restart_count,
@@ -481,22 +502,76 @@ fn container_config(
     })
 }
 
-/// The container's environment: plain values and the downward API's fields.
-fn environment(pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
+/// The container's environment: `envFrom` sources first, then `env` in order, whose values may be
+/// literal, downward-API fields, or keys of ConfigMaps and Secrets.
+async fn environment(objects: &Objects, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut env: Vec<(String, String)> = Vec::new();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let pairs: Vec<(String, String)> = if let Some(r) = &from.config_map_ref {
+            match objects.config_map(namespace, &r.name).await {
+                Ok(cm) => cm.data.unwrap_or_default().into_iter().collect(),
+                Err(_) if r.optional == Some(true) => Vec::new(),
+                Err(e) => return Err(e),
+            }
+        } else if let Some(r) = &from.secret_ref {
+            match objects.secret(namespace, &r.name).await {
+                Ok(s) => s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect(),
+                Err(_) if r.optional == Some(true) => Vec::new(),
+                Err(e) => return Err(e),
+            }
+        } else {
+            Vec::new()
+        };
+        env.extend(pairs.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+    }
     for var in c.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (Some(v), _) => expand_vars(v, &env),
-            (None, Some(from)) => match &from.field_ref {
-                Some(field) => field_value(pod, &field.field_path)
-                    .ok_or_else(|| format!("unsupported fieldRef {:?} in env var {}", field.field_path, var.name))?,
-                None => {
-                    return Err(format!(
-                        "env var {} takes its value from an object this kubelet cannot read yet (only fieldRef is supported)",
-                        var.name
-                    ));
+            (None, Some(from)) => {
+                if let Some(field) = &from.field_ref {
+                    field_value(pod, &field.field_path)
+                        .ok_or_else(|| format!("unsupported fieldRef {:?} in env var {}", field.field_path, var.name))?
+                } else if let Some(key) = &from.config_map_key_ref {
+                    match objects.config_map(namespace, &key.name).await {
+                        Ok(cm) => match cm.data.unwrap_or_default().remove(&key.key) {
+                            Some(v) => v,
+                            None if key.optional == Some(true) => continue,
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in ConfigMap {namespace}/{}",
+                                    key.key, key.name
+                                ));
+                            }
+                        },
+                        Err(_) if key.optional == Some(true) => continue,
+                        Err(e) => return Err(e),
+                    }
+                } else if let Some(key) = &from.secret_key_ref {
+                    match objects.secret(namespace, &key.name).await {
+                        Ok(s) => match s.data.unwrap_or_default().remove(&key.key) {
+                            Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                            None if key.optional == Some(true) => continue,
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in Secret {namespace}/{}",
+                                    key.key, key.name
+                                ));
+                            }
+                        },
+                        Err(_) if key.optional == Some(true) => continue,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    return Err(format!("env var {}: resourceFieldRef is not supported yet", var.name));
                 }
-            },
+            }
             (None, None) => String::new(),
         };
         env.push((var.name.clone(), value));
@@ -559,39 +634,51 @@ pub(crate) fn expand_vars(input: &str, env: &[(String, String)]) -> String {
     out
 }
 
-/// Bind mounts for the container's volumeMounts: hostPath and emptyDir volumes.
-fn mounts(ctx: &SyncContext, pod: &Pod, c: &Container) -> Result<Vec<Mount>, String> {
+/// Makes every volume of the pod ready on the host: the host path of each, by volume name.
+async fn prepare_volumes(ctx: &SyncContext, pod: &Pod) -> Result<BTreeMap<String, String>, String> {
     let spec = pod.spec.clone().unwrap_or_default();
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
-        let volume = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == m.name)
-            .ok_or_else(|| format!("volume {:?} not found", m.name))?;
+    let dir = pod_dir(ctx, pod.metadata.uid.as_deref().unwrap_or_default());
+    let mut out = BTreeMap::new();
+    for volume in spec.volumes.iter().flatten() {
         let host_path = if let Some(hp) = &volume.host_path {
-            hp.path.clone()
+            PathBuf::from(&hp.path)
         } else if volume.empty_dir.is_some() {
-            let dir = pod_dir(ctx, &uid)
-                .join("volumes/kubernetes.io~empty-dir")
-                .join(&volume.name);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating emptyDir {}: {e}", volume.name))?;
-            dir.to_string_lossy().into_owned()
+            let path = volumes::volume_dir(&dir, "empty-dir", &volume.name);
+            std::fs::create_dir_all(&path).map_err(|e| format!("creating emptyDir {}: {e}", volume.name))?;
+            path
+        } else if let Some(path) = volumes::materialize(&ctx.objects, pod, &dir, volume).await? {
+            path
         } else {
             return Err(format!(
-                "volume {:?}: this kubelet supports hostPath and emptyDir volumes so far",
+                "volume {:?}: this kubelet supports hostPath, emptyDir, configMap, secret and downwardAPI volumes",
                 volume.name
             ));
         };
-        out.push(Mount {
-            host_path,
-            container_path: m.mount_path.clone(),
-            read_only: m.read_only.unwrap_or(false),
-        });
+        out.insert(volume.name.clone(), host_path.to_string_lossy().into_owned());
     }
     Ok(out)
+}
+
+/// Bind mounts for the container's volumeMounts, from the prepared volumes.
+fn mounts(volumes: &BTreeMap<String, String>, c: &Container) -> Result<Vec<Mount>, String> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            let host = volumes
+                .get(&m.name)
+                .ok_or_else(|| format!("volume {:?} not found", m.name))?;
+            let host_path = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) => format!("{host}/{sub}"),
+                None => host.clone(),
+            };
+            Ok(Mount {
+                host_path,
+                container_path: m.mount_path.clone(),
+                read_only: m.read_only.unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 /// CPU shares from the request, quota from the limit, memory limit in bytes.
@@ -656,6 +743,7 @@ mod tests {
             infra_image: "pause".into(),
             root_dir: dir.to_path_buf(),
             resolv_conf: None,
+            objects: Objects::default(),
         }
     }
 

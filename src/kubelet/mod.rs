@@ -16,6 +16,7 @@ pub(crate) mod prober;
 pub(crate) mod runtime;
 pub(crate) mod server;
 pub(crate) mod status_manager;
+pub(crate) mod volumes;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -244,6 +245,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         infra_image: args.pod_infra_container_image.clone(),
         root_dir: args.root_dir.clone(),
         resolv_conf: None,
+        objects: volumes::Objects::new(client.clone()),
     };
     let mut workers = PodWorkers::new(
         runtime.clone(),

@@ -291,6 +291,7 @@ mod tests {
             infra_image: "pause".into(),
             root_dir: dir.path().to_path_buf(),
             resolv_conf: None,
+            objects: crate::kubelet::volumes::Objects::default(),
         };
         let rt = Fake::with_images(&["pause", "app"]);
         let pod: Pod =

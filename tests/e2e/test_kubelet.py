@@ -149,3 +149,42 @@ def test_a_bound_pod_runs_logs_and_stops_within_its_grace_period(k137: Kubectl, 
     assert docker("ps", "-q", "--filter", f"id={container_id}") == "", "the container is stopped"
     assert took < 3 + 10, f"deletion took {took:.1f}s with a 3s grace period"
     k137.fails("get", "pod", "ticker", "-n", namespace)
+
+
+def test_a_pod_reads_configmaps_and_secrets_as_files_and_env(k137: Kubectl, node: str, namespace: str):
+    k137("create", "configmap", "settings", "-n", namespace, "--from-literal=greeting=hello", "--from-literal=mode=one")
+    k137("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=password=s3cret")
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader", "namespace": namespace, "labels": {"app": "reader"}},
+        "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "reader", "image": BUSYBOX,
+                "command": ["sh", "-c", "echo env $GREETING $PASSWORD $POD_NAME; "
+                            "while true; do echo file $(cat /config/mode) $(cat /secret/password) $(cat /info/labels); sleep 0.5; done"],
+                "env": [
+                    {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/config"},
+                    {"name": "secret", "mountPath": "/secret", "readOnly": True},
+                    {"name": "info", "mountPath": "/info"},
+                ],
+            }],
+            "volumes": [
+                {"name": "config", "configMap": {"name": "settings"}},
+                {"name": "secret", "secret": {"secretName": "creds"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            ],
+        },
+    }
+    k137("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for("the pod to run", lambda: k137.json("get", "pod", "reader", "-n", namespace)["status"].get("phase") == "Running")
+    logs = wait_for("the files", lambda: (out := k137("logs", "reader", "-n", namespace).stdout) and "file one" in out and out)
+    assert "env hello s3cret reader" in logs, logs
+    assert 'file one s3cret app="reader"' in logs, logs
+    k137("patch", "configmap", "settings", "-n", namespace, "--type=merge", "-p", '{"data":{"mode":"two"}}')
+    wait_for("the changed ConfigMap in the file", lambda: "file two" in k137("logs", "reader", "-n", namespace).stdout, timeout=30)
+    k137("delete", "pod", "reader", "-n", namespace, "--timeout=30s")
