@@ -44,7 +44,7 @@ enum Component {
     #[command(visible_alias = "kube-scheduler")]
     Scheduler(Pending),
     /// The node agent.
-    Kubelet(hyperkube::kubelet::Args),
+    Kubelet(Box<hyperkube::kubelet::Args>),
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
     Proxy(Pending),
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Component::Scheduler(_) => not_built("scheduler", 4),
         Component::Kubelet(args) => {
             init_tracing(args.v);
-            run(|shutdown| hyperkube::kubelet::run(args, shutdown))
+            run(|shutdown| hyperkube::kubelet::run(*args, shutdown))
         }
         Component::Proxy(_) => not_built("proxy", 5),
         Component::Pause => {

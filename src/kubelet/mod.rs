@@ -43,6 +43,12 @@ pub struct Args {
     /// How often the manifests are re-read, besides reacting to changes.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub file_check_frequency: Duration,
+    /// A URL serving a Pod or a PodList (JSON or YAML) to run as static pods.
+    #[arg(long)]
+    pub manifest_url: Option<String>,
+    /// How often the manifest URL is fetched.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub http_check_frequency: Duration,
     /// The node's name; the host name by default.
     #[arg(long)]
     pub hostname_override: Option<String>,
@@ -212,7 +218,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
                 shutdown.clone(),
             ));
         }
-        None => tracing::info!("no --pod-manifest-path: no static pods"),
+        None => tracing::info!("no --pod-manifest-path: no static pods from files"),
+    }
+    if let Some(url) = &args.manifest_url {
+        tasks.spawn(config::http::run(
+            url.clone(),
+            node.clone(),
+            args.http_check_frequency,
+            snapshots_tx.clone(),
+            shutdown.clone(),
+        ));
     }
     let mut to_apiserver = None;
     if let Some(client) = &client {
@@ -257,12 +272,21 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     );
     let mut mux = Mux::default();
     let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
-    let mut sources_seen = args.pod_manifest_path.is_none() && client.is_none();
+    // Housekeeping removes pods no source wants, so it waits until every source has spoken:
+    // otherwise a restarted kubelet would stop pods whose source had not answered yet.
+    let mut unheard: HashSet<config::Source> = [
+        args.pod_manifest_path.as_ref().map(|_| config::Source::File),
+        args.manifest_url.as_ref().map(|_| config::Source::Http),
+        client.as_ref().map(|_| config::Source::ApiServer),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(snapshot) = snapshots.recv() => {
-                sources_seen = true;
+                unheard.remove(&snapshot.source);
                 for op in mux.apply(snapshot) {
                     match op {
                         PodOp::Add(pods) | PodOp::Update(pods) => {
@@ -294,7 +318,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
                 }
                 record_status(&statuses, &mut workers, update);
             }
-            _ = housekeeping.tick(), if sources_seen => {
+            _ = housekeeping.tick(), if unheard.is_empty() => {
                 let desired: HashSet<String> = mux.desired().filter_map(|p| p.metadata.uid.clone()).collect();
                 remove_orphans(runtime.as_ref(), &node, &desired, &workers).await;
             }

@@ -3,11 +3,9 @@
 //! `--file-check-frequency`, so a missed event is still caught. Mirrors upstream's
 //! `pkg/kubelet/config/file.go` and `common.go`.
 //!
-//! Static pods get upstream's treatment: the name suffixed with `-NODENAME`, the `default`
-//! namespace unless set, `spec.nodeName` set, and a uid hashed from the node, the file and its
-//! content, so a changed file is a new pod and an unchanged one keeps its containers.
+//! Each file becomes a static pod as `super::static_pod` describes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,50 +71,7 @@ fn read_manifest(file: &Path, node_name: &str) -> Result<Pod, String> {
     // YAML is a superset of JSON, so one parser reads both.
     let doc: serde_json::Value =
         serde_yaml::from_slice(&content).map_err(|e| format!("not valid YAML or JSON: {e}"))?;
-    match doc.get("kind").and_then(|k| k.as_str()) {
-        None | Some("Pod") => {}
-        Some(other) => return Err(format!("kind {other:?} is not a Pod")),
-    }
-    let mut pod: Pod = serde_json::from_value(doc).map_err(|e| format!("not a valid Pod: {e}"))?;
-    let name = pod
-        .metadata
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or("metadata.name: Required value")?;
-    pod.metadata.name = Some(format!("{name}-{node_name}"));
-    pod.metadata.namespace = Some(
-        pod.metadata
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into()),
-    );
-    let uid = static_uid(node_name, file, &content);
-    pod.metadata.uid = Some(uid.clone());
-    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert("kubernetes.io/config.source".into(), Source::File.name().into());
-    annotations.insert("kubernetes.io/config.hash".into(), uid);
-    let spec = pod.spec.get_or_insert_with(Default::default);
-    spec.node_name = Some(node_name.to_string());
-    crate::api::pod::default_and_validate(&mut pod).map_err(|errors| errors.join("; "))?;
-    Ok(pod)
-}
-
-/// A uid for a static pod: the same file, content and node always give the same one.
-fn static_uid(node_name: &str, file: &Path, content: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-    };
-    feed(node_name.as_bytes());
-    feed(file.to_string_lossy().as_bytes());
-    feed(content);
-    format!("{h:016x}")
+    super::static_pod(doc, &file.to_string_lossy(), node_name, Source::File)
 }
 
 /// Watches `path` and sends a snapshot at start, on every change, and every `period`. Rejected

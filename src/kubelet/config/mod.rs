@@ -5,6 +5,7 @@
 
 pub(crate) mod apiserver;
 pub(crate) mod file;
+pub(crate) mod http;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ pub(crate) enum Source {
     File,
     /// Pods the apiserver bound to this node.
     ApiServer,
+    /// The manifest URL (`--manifest-url`).
+    Http,
 }
 
 impl Source {
@@ -25,8 +28,52 @@ impl Source {
         match self {
             Source::File => "file",
             Source::ApiServer => "api",
+            Source::Http => "http",
         }
     }
+}
+
+/// Turns one manifest into a static pod, as upstream treats them: the name suffixed with
+/// `-NODENAME`, the `default` namespace unless set, `spec.nodeName` set, defaults applied and the
+/// spec validated, and a uid hashed from the node, the origin (file or URL) and the content, so
+/// a changed manifest is a new pod and an unchanged one keeps its containers.
+pub(crate) fn static_pod(doc: serde_json::Value, origin: &str, node_name: &str, source: Source) -> Result<Pod, String> {
+    match doc.get("kind").and_then(|k| k.as_str()) {
+        None | Some("Pod") => {}
+        Some(other) => return Err(format!("kind {other:?} is not a Pod")),
+    }
+    let content = serde_json::to_vec(&doc).unwrap_or_default();
+    let mut pod: Pod = serde_json::from_value(doc).map_err(|e| format!("not a valid Pod: {e}"))?;
+    let name = pod
+        .metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or("metadata.name: Required value")?;
+    pod.metadata.name = Some(format!("{name}-{node_name}"));
+    let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty());
+    pod.metadata.namespace = Some(namespace.unwrap_or_else(|| "default".into()));
+    let uid = static_uid(&[node_name.as_bytes(), origin.as_bytes(), &content]);
+    pod.metadata.uid = Some(uid.clone());
+    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert("kubernetes.io/config.source".into(), source.name().into());
+    annotations.insert("kubernetes.io/config.hash".into(), uid);
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    spec.node_name = Some(node_name.to_string());
+    crate::api::pod::default_and_validate(&mut pod).map_err(|errors| errors.join("; "))?;
+    Ok(pod)
+}
+
+/// FNV-1a over the parts, separated: stable across builds, unlike std's hasher.
+fn static_uid(parts: &[&[u8]]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// A source's full list of pods at one moment.
