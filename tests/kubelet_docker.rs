@@ -357,3 +357,40 @@ spec:
         status("tcp").filter(|c| c["restartCount"].as_i64() >= Some(1))
     });
 }
+
+#[test]
+fn pre_stop_hooks_run_before_the_container_is_stopped() {
+    let mut k = Kubelet::new("prestop");
+    let out = k.root.parent().unwrap().join("hook-out");
+    std::fs::create_dir_all(&out).unwrap();
+    k.manifest(
+        "hooked.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hooked, namespace: NAMESPACE}}
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes: [{{name: out, hostPath: {{path: "{}"}}}}]
+  containers:
+  - name: main
+    image: "{BUSYBOX}"
+    command: [sleep, "3600"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, "echo stopping-gracefully > /out/hook"]}}}}
+"#,
+            out.display()
+        ),
+    );
+    k.start();
+    eventually("the pod", WAIT, || k.containers("hooked", "main", false).pop());
+    std::fs::remove_file(k.manifests.join("hooked.yaml")).unwrap();
+    eventually("the pod removed", WAIT, || {
+        k.containers("hooked", "main", true).is_empty().then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(out.join("hook")).unwrap().trim(),
+        "stopping-gracefully"
+    );
+}

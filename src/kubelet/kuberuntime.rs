@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::prober;
 use super::runtime::{
     self, ContainerConfig, ContainerState, ContainerStatus, Mount, PodRef, PortMapping, Resources, Runtime, Sandbox,
     SandboxConfig, SandboxState, Security, labels,
@@ -166,7 +167,7 @@ pub(crate) async fn sync_pod(
         Some(s) => s,
         None => {
             if !observed.containers.is_empty() || !observed.sandboxes.is_empty() {
-                stop_all(rt, &observed, Duration::from_secs(2)).await?;
+                stop_all(rt, Some(pod), &observed, Duration::from_secs(2)).await?;
             }
             let attempt = observed.sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
             ensure_image(rt, &ctx.infra_image, "IfNotPresent").await?;
@@ -339,10 +340,11 @@ async fn ensure_image(rt: &dyn Runtime, image: &str, policy: &str) -> Result<Str
     }
 }
 
-/// Stops every container of the pod (`grace` each), then its sandboxes, and removes them all.
-pub(crate) async fn kill_pod(rt: &dyn Runtime, uid: &str, grace: Duration) -> Result<(), Error> {
+/// Stops every container of the pod within `grace` (running `pod`'s preStop hooks first, when
+/// the spec is known), then its sandboxes, and removes them all.
+pub(crate) async fn kill_pod(rt: &dyn Runtime, pod: Option<&Pod>, uid: &str, grace: Duration) -> Result<(), Error> {
     let observed = Observed::read(rt, uid).await?;
-    stop_all(rt, &observed, grace).await?;
+    stop_all(rt, pod, &observed, grace).await?;
     for c in &observed.containers {
         ignore_missing(rt.remove_container(&c.id).await)?;
     }
@@ -352,14 +354,39 @@ pub(crate) async fn kill_pod(rt: &dyn Runtime, uid: &str, grace: Duration) -> Re
     Ok(())
 }
 
-async fn stop_all(rt: &dyn Runtime, observed: &Observed, grace: Duration) -> Result<(), Error> {
+/// Upstream's floor for what is left of the grace period after a preStop hook.
+const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+
+async fn stop_all(rt: &dyn Runtime, pod: Option<&Pod>, observed: &Observed, grace: Duration) -> Result<(), Error> {
     let running: Vec<_> = observed
         .containers
         .iter()
         .filter(|c| c.state == ContainerState::Running)
         .collect();
+    let pod_ip = observed
+        .ready_sandbox()
+        .and_then(|s| s.ip.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
     // Stop containers in parallel: the pod's grace period is for all of them together.
-    let stops = running.iter().map(|c| rt.stop_container(&c.id, grace));
+    let stops = running.iter().map(|c| {
+        let spec = pod
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.containers.iter().find(|x| x.name == c.name));
+        let pod_ip = pod_ip.clone();
+        async move {
+            let mut left = grace;
+            if let Some((spec, hook)) = spec.and_then(|s| Some((s, s.lifecycle.as_ref()?.pre_stop.as_ref()?))) {
+                let started = Instant::now();
+                if let Some(sleep) = &hook.sleep {
+                    tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(grace)).await;
+                } else if let Err(message) = prober::run_action(rt, hook.into(), spec, &c.id, &pod_ip, grace).await {
+                    tracing::warn!(container = %c.name, %message, "the preStop hook failed");
+                }
+                left = grace.saturating_sub(started.elapsed()).max(MINIMUM_GRACE);
+            }
+            rt.stop_container(&c.id, left).await
+        }
+    });
     for result in futures::future::join_all(stops).await {
         ignore_missing(result)?;
     }
@@ -912,7 +939,7 @@ mod tests {
         sync_pod(&rt, &ctx(dir.path()), &p, &mut PodMemory::default())
             .await
             .unwrap();
-        kill_pod(&rt, "uid-1", Duration::from_secs(1)).await.unwrap();
+        kill_pod(&rt, Some(&p), "uid-1", Duration::from_secs(1)).await.unwrap();
         assert!(rt.list_containers().await.unwrap().is_empty());
         assert!(rt.list_pod_sandboxes().await.unwrap().is_empty());
     }

@@ -392,7 +392,7 @@ async fn remove_orphans(runtime: &dyn Runtime, node: &str, desired: &HashSet<Str
         .collect();
     for (uid, grace) in orphans {
         tracing::info!(%uid, "stopping a pod no source wants");
-        if let Err(err) = kuberuntime::kill_pod(runtime, &uid, Duration::from_secs(grace)).await {
+        if let Err(err) = kuberuntime::kill_pod(runtime, None, &uid, Duration::from_secs(grace)).await {
             tracing::warn!(%uid, error = %crate::error_chain(&err), "stopping an orphaned pod failed");
         }
     }

@@ -185,7 +185,7 @@ impl Worker {
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let grace = kuberuntime::grace_period(&pod);
                     tracing::info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), ?grace, "stopping pod");
-                    if let Err(err) = kuberuntime::kill_pod(self.runtime.as_ref(), &uid, grace).await {
+                    if let Err(err) = kuberuntime::kill_pod(self.runtime.as_ref(), Some(&pod), &uid, grace).await {
                         tracing::warn!(error = %crate::error_chain(&err), "stopping the pod failed; housekeeping will retry");
                     }
                     let pod_dir = self.ctx.root_dir.join("pods").join(&uid);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Pod, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::kuberuntime::Observed;
@@ -172,6 +172,34 @@ fn note_next(outcome: &mut Outcome, after: Duration) {
     outcome.next = Some(outcome.next.map_or(after, |n| n.min(after)));
 }
 
+/// What a probe or a lifecycle hook does: one of its handlers.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Action<'a> {
+    pub(crate) exec: Option<&'a ExecAction>,
+    pub(crate) http_get: Option<&'a HTTPGetAction>,
+    pub(crate) tcp_socket: Option<&'a TCPSocketAction>,
+}
+
+impl<'a> From<&'a Probe> for Action<'a> {
+    fn from(p: &'a Probe) -> Self {
+        Self {
+            exec: p.exec.as_ref(),
+            http_get: p.http_get.as_ref(),
+            tcp_socket: p.tcp_socket.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a LifecycleHandler> for Action<'a> {
+    fn from(h: &'a LifecycleHandler) -> Self {
+        Self {
+            exec: h.exec.as_ref(),
+            http_get: h.http_get.as_ref(),
+            tcp_socket: h.tcp_socket.as_ref(),
+        }
+    }
+}
+
 /// Runs one probe; `Err` carries why it failed.
 async fn run_probe(
     rt: &dyn Runtime,
@@ -180,7 +208,27 @@ async fn run_probe(
     id: &str,
     pod_ip: &str,
 ) -> Result<(), String> {
-    let timeout = seconds(probe.timeout_seconds, 1);
+    run_action(
+        rt,
+        Action::from(probe),
+        container,
+        id,
+        pod_ip,
+        seconds(probe.timeout_seconds, 1),
+    )
+    .await
+}
+
+/// Runs a probe's or hook's handler within `timeout`; `Err` carries why it failed.
+pub(crate) async fn run_action(
+    rt: &dyn Runtime,
+    action: Action<'_>,
+    container: &Container,
+    id: &str,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let probe = action;
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
         let result = rt.exec(id, &command, timeout).await.map_err(|e| e.to_string())?;
@@ -194,7 +242,7 @@ async fn run_probe(
             ))
         };
     }
-    if let Some(tcp) = &probe.tcp_socket {
+    if let Some(tcp) = probe.tcp_socket {
         let port = port_number(&tcp.port, container)?;
         let host = tcp
             .host
@@ -207,7 +255,7 @@ async fn run_probe(
             Err(_) => Err(format!("dial tcp {host}:{port}: timed out after {timeout:?}")),
         };
     }
-    if let Some(http) = &probe.http_get {
+    if let Some(http) = probe.http_get {
         if http.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
             return Err("HTTPS probes are not supported by this kubelet yet".into());
         }
