@@ -240,6 +240,11 @@ fn manifests_added_edited_and_removed_change_the_running_containers() {
         k.containers("b", "main", true).is_empty().then_some(())
     });
     assert_eq!(k.containers("a", "main", false), [a2], "pod a kept running");
+    // The directories of the old pod a and of pod b go too: one pod, one directory.
+    std::fs::create_dir_all(k.root.join("pods/stale-uid")).unwrap();
+    eventually("unused pod directories removed", WAIT, || {
+        (std::fs::read_dir(k.root.join("pods")).unwrap().count() == 1).then_some(())
+    });
 }
 
 #[test]

@@ -321,6 +321,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             _ = housekeeping.tick(), if unheard.is_empty() => {
                 let desired: HashSet<String> = mux.desired().filter_map(|p| p.metadata.uid.clone()).collect();
                 remove_orphans(runtime.as_ref(), &node, &desired, &workers).await;
+                remove_unused_pod_dirs(&args.root_dir.join("pods"), &desired, &workers);
             }
         }
     }
@@ -364,6 +365,21 @@ fn record_status(statuses: &PodStatuses, workers: &mut PodWorkers, update: Statu
         None => {
             map.remove(&uid);
             workers.forget(&uid);
+        }
+    }
+}
+
+/// Removes the directories of pods that no source wants and no worker runs (left behind by a
+/// crash, or by pods stopped while the kubelet was down).
+fn remove_unused_pod_dirs(pods_dir: &std::path::Path, desired: &HashSet<String>, workers: &PodWorkers) {
+    for entry in std::fs::read_dir(pods_dir).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if desired.contains(&uid) || workers.has(&uid) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::info!(%uid, "removed an unused pod directory"),
+            Err(err) => tracing::warn!(%uid, error = %err, "removing an unused pod directory failed"),
         }
     }
 }
