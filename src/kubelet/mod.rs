@@ -7,6 +7,7 @@
 //! (`runtime/`), and statuses come back to one loop here, which also serves them (`server.rs`).
 
 pub(crate) mod config;
+pub(crate) mod events;
 pub(crate) mod kuberuntime;
 pub(crate) mod node;
 pub mod pause;
@@ -198,10 +199,18 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
 
+    let tasks = tokio_util::task::TaskTracker::new();
     let client = api_client(&args).await?;
+    let events = match &client {
+        Some(client) => {
+            let (recorder, sender) = events::Recorder::new(client.clone(), &node, shutdown.clone());
+            tasks.spawn(sender);
+            recorder
+        }
+        None => events::Recorder::log_only(&node),
+    };
     let (snapshots_tx, mut snapshots) = mpsc::channel(16);
     let (status_tx, mut status_rx) = mpsc::channel::<StatusUpdate>(256);
-    let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(server::serve(
         listener,
         statuses.clone(),
@@ -215,6 +224,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
                 node.clone(),
                 args.file_check_frequency,
                 snapshots_tx.clone(),
+                events.clone(),
                 shutdown.clone(),
             ));
         }
@@ -226,6 +236,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             node.clone(),
             args.http_check_frequency,
             snapshots_tx.clone(),
+            events.clone(),
             shutdown.clone(),
         ));
     }
@@ -268,6 +279,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         &host_ip,
         args.sync_frequency,
         status_tx,
+        events.clone(),
         shutdown.clone(),
     );
     let mut mux = Mux::default();

@@ -6,7 +6,7 @@
 //! Each worker receives only the latest desired spec (a `watch` channel), so a burst of updates
 //! costs one sync. Statuses leave through one channel to the kubelet's status handling.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::events::Recorder;
 use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
 use super::pod_status;
 use super::prober;
@@ -45,6 +46,7 @@ pub(crate) struct PodWorkers {
     workers: HashMap<String, watch::Sender<Work>>,
     tasks: TaskTracker,
     statuses: mpsc::Sender<StatusUpdate>,
+    events: Recorder,
     shutdown: CancellationToken,
 }
 
@@ -56,9 +58,11 @@ impl PodWorkers {
         host_ip: &str,
         resync: Duration,
         statuses: mpsc::Sender<StatusUpdate>,
+        events: Recorder,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            events,
             runtime,
             ctx: Arc::new(ctx),
             host_ip: Arc::from(host_ip),
@@ -105,6 +109,7 @@ impl PodWorkers {
             host_ip: self.host_ip.clone(),
             resync: self.resync,
             statuses: self.statuses.clone(),
+            events: self.events.clone(),
             shutdown: self.shutdown.clone(),
         };
         self.tasks.spawn(worker.run(rx));
@@ -124,6 +129,7 @@ struct Worker {
     host_ip: Arc<str>,
     resync: Duration,
     statuses: mpsc::Sender<StatusUpdate>,
+    events: Recorder,
     shutdown: CancellationToken,
 }
 
@@ -131,6 +137,7 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(pod = tracing::field::Empty, uid = tracing::field::Empty))]
     async fn run(self, mut rx: watch::Receiver<Work>) {
         let mut memory = PodMemory::default();
+        let mut reported: BTreeMap<String, (String, String)> = BTreeMap::new();
         let start_time = Time(jiff::Timestamp::now());
         loop {
             let work = rx.borrow_and_update().clone();
@@ -146,6 +153,7 @@ impl Worker {
                             Some(kuberuntime::INITIAL_BACKOFF)
                         }
                     };
+                    self.report_waiting(&pod, &memory, &mut reported);
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let observed = match Observed::read(self.runtime.as_ref(), &uid).await {
                         Ok(observed) => observed,
@@ -157,7 +165,9 @@ impl Worker {
                     let probed = prober::run_due(self.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
                     if !probed.failed.is_empty() {
                         for failed in &probed.failed {
-                            tracing::info!(container = %failed.name, message = %failed.message, "container failed its probe; restarting it");
+                            self.events.pod(&pod, true, "Unhealthy", &failed.message);
+                            let message = format!("Container {} failed its probe, will be restarted", failed.name);
+                            self.events.pod(&pod, false, "Killing", &message);
                             if let Err(err) = self
                                 .runtime
                                 .stop_container(&failed.container_id, kuberuntime::grace_period(&pod))
@@ -205,6 +215,23 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Records an event when a container starts waiting for a new reason (a failed mount, an
+    /// image that cannot be pulled, a crash loop), once per change rather than once per sync.
+    fn report_waiting(&self, pod: &Pod, memory: &PodMemory, reported: &mut BTreeMap<String, (String, String)>) {
+        for (container, (reason, message)) in &memory.waiting {
+            if reported.get(container).is_some_and(|(r, _)| r == reason) {
+                continue;
+            }
+            let event_reason = match reason.as_str() {
+                "ContainerCreating" => "FailedMount",
+                "CrashLoopBackOff" => "BackOff",
+                _ => "Failed",
+            };
+            self.events.pod(pod, true, event_reason, message);
+        }
+        *reported = memory.waiting.clone();
     }
 
     async fn report(&self, pod: &Pod, observed: &Observed, memory: &PodMemory, start_time: &Time) {

@@ -188,3 +188,29 @@ def test_a_pod_reads_configmaps_and_secrets_as_files_and_env(k137: Kubectl, node
     k137("patch", "configmap", "settings", "-n", namespace, "--type=merge", "-p", '{"data":{"mode":"two"}}')
     wait_for("the changed ConfigMap in the file", lambda: "file two" in k137("logs", "reader", "-n", namespace).stdout, timeout=30)
     k137("delete", "pod", "reader", "-n", namespace, "--timeout=30s")
+
+
+def test_a_missing_configmap_leaves_the_pod_waiting_with_a_failed_mount_event(k137: Kubectl, node: str, namespace: str):
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waiting", "namespace": namespace},
+        "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "does-not-exist"}}],
+        },
+    }
+    k137("apply", "-f", "-", input=json.dumps(manifest))
+    state = wait_for("the container to wait", lambda: (
+        s := k137.json("get", "pod", "waiting", "-n", namespace)["status"].get("containerStatuses")) and s[0]["state"].get("waiting"))
+    assert state["reason"] == "ContainerCreating", state
+    event = wait_for("a FailedMount event", lambda: next((
+        e for e in k137.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=waiting")["items"]
+        if e["reason"] == "FailedMount"), None))
+    assert "does-not-exist" in event["message"], event
+    assert event["type"] == "Warning" and event["source"]["component"] == "kubelet", event
+    described = k137("describe", "pod", "waiting", "-n", namespace).stdout
+    assert "FailedMount" in described, described
+    k137("create", "configmap", "does-not-exist", "-n", namespace, "--from-literal=k=v")
+    wait_for("the pod to run once the ConfigMap exists", lambda: k137.json("get", "pod", "waiting", "-n", namespace)["status"].get("phase") == "Running")
+    k137("delete", "pod", "waiting", "-n", namespace, "--timeout=30s")

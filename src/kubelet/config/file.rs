@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Snapshot, Source};
+use crate::kubelet::events::Recorder;
 
 /// A manifest that could not be used, and why (for logs and events).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,7 @@ pub(crate) async fn run(
     node_name: String,
     period: Duration,
     out: mpsc::Sender<Snapshot>,
+    events: Recorder,
     shutdown: CancellationToken,
 ) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
@@ -117,7 +119,11 @@ pub(crate) async fn run(
             continue;
         }
         for r in &rejected {
-            tracing::error!(file = %r.file.display(), reason = %r.reason, "skipping a static pod manifest");
+            events.node(
+                true,
+                "InvalidManifest",
+                &format!("skipping {}: {}", r.file.display(), r.reason),
+            );
         }
         last = Some((uids, rejected));
         if out

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Snapshot, Source, static_pod};
+use crate::kubelet::events::Recorder;
 
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +83,7 @@ pub(crate) async fn run(
     node_name: String,
     period: Duration,
     out: mpsc::Sender<Snapshot>,
+    events: Recorder,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(period);
@@ -114,7 +116,7 @@ pub(crate) async fn run(
             continue;
         }
         for reason in &rejected {
-            tracing::error!(%url, %reason, "skipping a pod from the manifest URL");
+            events.node(true, "InvalidManifest", &format!("skipping a pod from {url}: {reason}"));
         }
         last = Some(uids);
         if out
