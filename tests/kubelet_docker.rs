@@ -116,14 +116,21 @@ impl Kubelet {
         docker(&args).lines().map(String::from).collect()
     }
 
-    /// The kubelet's `/pods`, as JSON.
-    fn pods(&self) -> serde_json::Value {
+    /// The body of the kubelet's `path`.
+    fn get(&self, path: &str) -> String {
         let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
-        write!(stream, "GET /pods HTTP/1.0\r\nHost: kubelet\r\n\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: kubelet\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_default()
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The kubelet's `/pods`, as JSON.
+    fn pods(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/pods")).unwrap_or_default()
     }
 
     fn remove_containers(&self) {
@@ -206,6 +213,16 @@ spec:
     assert!(
         pod["status"]["podIP"].as_str().is_some_and(|ip| !ip.is_empty()),
         "{pod}"
+    );
+    let metrics = k.get("/metrics");
+    assert!(metrics.contains("kubelet_running_pods 1"), "{metrics}");
+    assert!(
+        metrics.contains("kubelet_running_containers{container_state=\"running\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kubelet_pod_start_duration_seconds_count 1"),
+        "{metrics}"
     );
     let ids: Vec<&str> = pod["status"]["containerStatuses"]
         .as_array()

@@ -9,6 +9,7 @@
 pub(crate) mod config;
 pub(crate) mod events;
 pub(crate) mod kuberuntime;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub mod pause;
 pub(crate) mod pod_status;
@@ -129,6 +130,9 @@ pub enum Error {
     /// An unknown `--container-runtime`.
     #[error("unknown --container-runtime {0:?}: use docker or fake")]
     UnknownRuntime(String),
+    /// The metrics could not be registered.
+    #[error("setting up metrics failed")]
+    Metrics(#[source] prometheus::Error),
     /// The HTTP server could not listen.
     #[error("listening on {address} failed")]
     Listen {
@@ -188,6 +192,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     tracing::info!(node = %node, runtime = %version.name, version = %version.version, "kubelet starting");
 
     let statuses: PodStatuses = Arc::default();
+    let metrics = Arc::new(metrics::Metrics::new().map_err(Error::Metrics)?);
     let address = SocketAddr::new(args.address, args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -215,6 +220,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         listener,
         statuses.clone(),
         runtime.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     match &args.pod_manifest_path {
@@ -280,6 +286,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         args.sync_frequency,
         status_tx,
         events.clone(),
+        metrics.clone(),
         shutdown.clone(),
     );
     let mut mux = Mux::default();
@@ -329,6 +336,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
                     let _ = tx.try_send(update.clone());
                 }
                 record_status(&statuses, &mut workers, update);
+                count_running(&statuses, &metrics);
             }
             _ = housekeeping.tick(), if unheard.is_empty() => {
                 let desired: HashSet<String> = mux.desired().filter_map(|p| p.metadata.uid.clone()).collect();
@@ -363,6 +371,32 @@ async fn api_client(args: &Args) -> Result<Option<kube::Client>, Error> {
     kube::Client::try_from(config)
         .map(Some)
         .map_err(|e| Error::Client(crate::error_chain(&e)))
+}
+
+/// Updates the running pod and container gauges from the reported statuses.
+fn count_running(statuses: &PodStatuses, metrics: &metrics::Metrics) {
+    let map = statuses.read().unwrap_or_else(|p| p.into_inner());
+    let (mut pods, mut running, mut waiting, mut exited) = (0, 0, 0, 0);
+    for pod in map.values() {
+        let status = pod.status.clone().unwrap_or_default();
+        if status.pod_ip.is_some() {
+            pods += 1;
+        }
+        for c in status.container_statuses.iter().flatten() {
+            let state = c.state.clone().unwrap_or_default();
+            if state.running.is_some() {
+                running += 1;
+            } else if state.terminated.is_some() {
+                exited += 1;
+            } else {
+                waiting += 1;
+            }
+        }
+    }
+    metrics.running_pods.set(pods);
+    metrics.running_containers.with_label_values(&["running"]).set(running);
+    metrics.running_containers.with_label_values(&["created"]).set(waiting);
+    metrics.running_containers.with_label_values(&["exited"]).set(exited);
 }
 
 fn record_status(statuses: &PodStatuses, workers: &mut PodWorkers, update: StatusUpdate) {

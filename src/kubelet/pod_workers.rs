@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::events::Recorder;
 use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
+use super::metrics::Metrics;
 use super::pod_status;
 use super::prober;
 use super::runtime::Runtime;
@@ -47,6 +48,7 @@ pub(crate) struct PodWorkers {
     tasks: TaskTracker,
     statuses: mpsc::Sender<StatusUpdate>,
     events: Recorder,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -59,10 +61,12 @@ impl PodWorkers {
         resync: Duration,
         statuses: mpsc::Sender<StatusUpdate>,
         events: Recorder,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             events,
+            metrics,
             runtime,
             ctx: Arc::new(ctx),
             host_ip: Arc::from(host_ip),
@@ -110,6 +114,7 @@ impl PodWorkers {
             resync: self.resync,
             statuses: self.statuses.clone(),
             events: self.events.clone(),
+            metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
         };
         self.tasks.spawn(worker.run(rx));
@@ -130,6 +135,7 @@ struct Worker {
     resync: Duration,
     statuses: mpsc::Sender<StatusUpdate>,
     events: Recorder,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -138,6 +144,8 @@ impl Worker {
     async fn run(self, mut rx: watch::Receiver<Work>) {
         let mut memory = PodMemory::default();
         let mut reported: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let seen = std::time::Instant::now();
+        let mut started = false;
         let start_time = Time(jiff::Timestamp::now());
         loop {
             let work = rx.borrow_and_update().clone();
@@ -146,6 +154,7 @@ impl Worker {
                     let span = tracing::Span::current();
                     span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
                     span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
+                    let sync_started = std::time::Instant::now();
                     let wake = match kuberuntime::sync_pod(self.runtime.as_ref(), &self.ctx, &pod, &mut memory).await {
                         Ok(wake) => wake,
                         Err(err) => {
@@ -153,6 +162,10 @@ impl Worker {
                             Some(kuberuntime::INITIAL_BACKOFF)
                         }
                     };
+                    self.metrics
+                        .pod_worker_duration
+                        .with_label_values(&["sync"])
+                        .observe(sync_started.elapsed().as_secs_f64());
                     self.report_waiting(&pod, &memory, &mut reported);
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let observed = match Observed::read(self.runtime.as_ref(), &uid).await {
@@ -178,6 +191,15 @@ impl Worker {
                         }
                         // Sync again at once: the stopped containers restart per restartPolicy.
                         continue;
+                    }
+                    if !started
+                        && observed
+                            .containers
+                            .iter()
+                            .any(|c| c.state == super::runtime::ContainerState::Running)
+                    {
+                        started = true;
+                        self.metrics.pod_start_duration.observe(seen.elapsed().as_secs_f64());
                     }
                     self.report(&pod, &observed, &memory, &start_time).await;
                     let wake = match (wake, probed.next) {

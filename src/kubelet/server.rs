@@ -1,4 +1,4 @@
-//! The kubelet's HTTP server: `/healthz`, `/pods` (the pods it runs, with their status) and
+//! The kubelet's HTTP server: `/healthz`, `/metrics`, `/pods` (the pods it runs, with their status) and
 //! `/containerLogs/NAMESPACE/POD/CONTAINER` (`follow`, `tailLines`, `timestamps`, `previous`,
 //! `sinceSeconds`), which the apiserver's `pods/log` reaches. Mirrors the read-only part of
 //! upstream's `pkg/kubelet/server`.
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::PodStatuses;
+use super::metrics::Metrics;
 use super::runtime::{ContainerState, LogOptions, Runtime};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -31,6 +32,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     statuses: PodStatuses,
     runtime: Arc<dyn Runtime>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -46,10 +48,10 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let (statuses, runtime) = (statuses.clone(), runtime.clone());
+        let (statuses, runtime, metrics) = (statuses.clone(), runtime.clone(), metrics.clone());
         let service = service_fn(move |req| {
-            let (statuses, runtime) = (statuses.clone(), runtime.clone());
-            async move { Ok::<_, Infallible>(handle(req, &statuses, runtime.as_ref()).await) }
+            let (statuses, runtime, metrics) = (statuses.clone(), runtime.clone(), metrics.clone());
+            async move { Ok::<_, Infallible>(handle(req, &statuses, runtime.as_ref(), &metrics).await) }
         });
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -65,7 +67,12 @@ pub(crate) async fn serve(
     connections.wait().await;
 }
 
-async fn handle(req: Request<Incoming>, statuses: &PodStatuses, runtime: &dyn Runtime) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    statuses: &PodStatuses,
+    runtime: &dyn Runtime,
+    metrics: &Metrics,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query: HashMap<String, String> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
         .into_owned()
@@ -73,6 +80,11 @@ async fn handle(req: Request<Incoming>, statuses: &PodStatuses, runtime: &dyn Ru
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["metrics"] => full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(metrics.render()),
+        ),
         ["pods"] => {
             let pods: Vec<_> = statuses
                 .read()
