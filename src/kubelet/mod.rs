@@ -279,16 +279,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         resolv_conf: None,
         objects: volumes::Objects::new(client.clone()),
     };
-    let mut workers = PodWorkers::new(
-        runtime.clone(),
+    let mut workers = PodWorkers::new(pod_workers::Deps {
+        runtime: runtime.clone(),
         ctx,
-        &host_ip,
-        args.sync_frequency,
-        status_tx,
-        events.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    );
+        host_ip: host_ip.clone(),
+        resync: args.sync_frequency,
+        statuses: status_tx,
+        events: events.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
     let mut mux = Mux::default();
     let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
     // Housekeeping removes pods no source wants, so it waits until every source has spoken:

@@ -38,43 +38,34 @@ pub(crate) struct StatusUpdate {
     pub(crate) status: Option<PodStatus>,
 }
 
+/// What every worker shares: the runtime, the sync settings, and where reports go.
+pub(crate) struct Deps {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) ctx: SyncContext,
+    /// The node's address, reported as the pods' hostIP.
+    pub(crate) host_ip: String,
+    /// Every pod is synced at least this often.
+    pub(crate) resync: Duration,
+    pub(crate) statuses: mpsc::Sender<StatusUpdate>,
+    pub(crate) events: Recorder,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+}
+
 /// The set of pod workers. Owned by the kubelet's sync loop; not shared.
 pub(crate) struct PodWorkers {
-    runtime: Arc<dyn Runtime>,
-    ctx: Arc<SyncContext>,
-    host_ip: Arc<str>,
-    resync: Duration,
+    deps: Arc<Deps>,
     workers: HashMap<String, watch::Sender<Work>>,
     tasks: TaskTracker,
-    statuses: mpsc::Sender<StatusUpdate>,
-    events: Recorder,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
 }
 
 impl PodWorkers {
-    /// Workers that sync every `resync` at least and report on `statuses`.
-    pub(crate) fn new(
-        runtime: Arc<dyn Runtime>,
-        ctx: SyncContext,
-        host_ip: &str,
-        resync: Duration,
-        statuses: mpsc::Sender<StatusUpdate>,
-        events: Recorder,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// Workers with these dependencies; none runs until a pod is given.
+    pub(crate) fn new(deps: Deps) -> Self {
         Self {
-            events,
-            metrics,
-            runtime,
-            ctx: Arc::new(ctx),
-            host_ip: Arc::from(host_ip),
-            resync,
+            deps: Arc::new(deps),
             workers: HashMap::new(),
             tasks: TaskTracker::new(),
-            statuses,
-            shutdown,
         }
     }
 
@@ -108,14 +99,7 @@ impl PodWorkers {
         let (tx, rx) = watch::channel(work);
         self.workers.insert(uid, tx);
         let worker = Worker {
-            runtime: self.runtime.clone(),
-            ctx: self.ctx.clone(),
-            host_ip: self.host_ip.clone(),
-            resync: self.resync,
-            statuses: self.statuses.clone(),
-            events: self.events.clone(),
-            metrics: self.metrics.clone(),
-            shutdown: self.shutdown.clone(),
+            deps: self.deps.clone(),
         };
         self.tasks.spawn(worker.run(rx));
     }
@@ -129,14 +113,7 @@ impl PodWorkers {
 }
 
 struct Worker {
-    runtime: Arc<dyn Runtime>,
-    ctx: Arc<SyncContext>,
-    host_ip: Arc<str>,
-    resync: Duration,
-    statuses: mpsc::Sender<StatusUpdate>,
-    events: Recorder,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
+    deps: Arc<Deps>,
 }
 
 impl Worker {
@@ -155,33 +132,42 @@ impl Worker {
                     span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
                     span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
                     let sync_started = std::time::Instant::now();
-                    let wake = match kuberuntime::sync_pod(self.runtime.as_ref(), &self.ctx, &pod, &mut memory).await {
+                    let wake = match kuberuntime::sync_pod(
+                        self.deps.runtime.as_ref(),
+                        &self.deps.ctx,
+                        &pod,
+                        &mut memory,
+                    )
+                    .await
+                    {
                         Ok(wake) => wake,
                         Err(err) => {
                             tracing::warn!(error = %crate::error_chain(&err), "syncing the pod failed; retrying");
                             Some(kuberuntime::INITIAL_BACKOFF)
                         }
                     };
-                    self.metrics
+                    self.deps
+                        .metrics
                         .pod_worker_duration
                         .with_label_values(&["sync"])
                         .observe(sync_started.elapsed().as_secs_f64());
                     self.report_waiting(&pod, &memory, &mut reported);
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
-                    let observed = match Observed::read(self.runtime.as_ref(), &uid).await {
+                    let observed = match Observed::read(self.deps.runtime.as_ref(), &uid).await {
                         Ok(observed) => observed,
                         Err(err) => {
                             tracing::warn!(error = %err, "reading the pod's containers failed");
                             Observed::default()
                         }
                     };
-                    let probed = prober::run_due(self.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
+                    let probed = prober::run_due(self.deps.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
                     if !probed.failed.is_empty() {
                         for failed in &probed.failed {
-                            self.events.pod(&pod, true, "Unhealthy", &failed.message);
+                            self.deps.events.pod(&pod, true, "Unhealthy", &failed.message);
                             let message = format!("Container {} failed its probe, will be restarted", failed.name);
-                            self.events.pod(&pod, false, "Killing", &message);
+                            self.deps.events.pod(&pod, false, "Killing", &message);
                             if let Err(err) = self
+                                .deps
                                 .runtime
                                 .stop_container(&failed.container_id, kuberuntime::grace_period(&pod))
                                 .await
@@ -199,34 +185,38 @@ impl Worker {
                             .any(|c| c.state == super::runtime::ContainerState::Running)
                     {
                         started = true;
-                        self.metrics.pod_start_duration.observe(seen.elapsed().as_secs_f64());
+                        self.deps
+                            .metrics
+                            .pod_start_duration
+                            .observe(seen.elapsed().as_secs_f64());
                     }
                     self.report(&pod, &observed, &memory, &start_time).await;
                     let wake = match (wake, probed.next) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
-                    let next = wake.map_or(self.resync, |w| w.min(self.resync));
+                    let next = wake.map_or(self.deps.resync, |w| w.min(self.deps.resync));
                     tokio::select! {
                         changed = rx.changed() => if changed.is_err() { return },
                         _ = tokio::time::sleep(next) => {}
-                        _ = self.shutdown.cancelled() => return,
+                        _ = self.deps.shutdown.cancelled() => return,
                     }
                 }
                 Work::Terminate(pod) => {
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let grace = kuberuntime::grace_period(&pod);
                     tracing::info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), ?grace, "stopping pod");
-                    if let Err(err) = kuberuntime::kill_pod(self.runtime.as_ref(), Some(&pod), &uid, grace).await {
+                    if let Err(err) = kuberuntime::kill_pod(self.deps.runtime.as_ref(), Some(&pod), &uid, grace).await {
                         tracing::warn!(error = %crate::error_chain(&err), "stopping the pod failed; housekeeping will retry");
                     }
-                    let pod_dir = self.ctx.root_dir.join("pods").join(&uid);
+                    let pod_dir = self.deps.ctx.root_dir.join("pods").join(&uid);
                     if let Err(err) = std::fs::remove_dir_all(&pod_dir)
                         && err.kind() != std::io::ErrorKind::NotFound
                     {
                         tracing::warn!(dir = %pod_dir.display(), error = %err, "removing the pod directory failed");
                     }
                     let _ = self
+                        .deps
                         .statuses
                         .send(StatusUpdate {
                             pod: *pod,
@@ -251,15 +241,16 @@ impl Worker {
                 "CrashLoopBackOff" => "BackOff",
                 _ => "Failed",
             };
-            self.events.pod(pod, true, event_reason, message);
+            self.deps.events.pod(pod, true, event_reason, message);
         }
         *reported = memory.waiting.clone();
     }
 
     async fn report(&self, pod: &Pod, observed: &Observed, memory: &PodMemory, start_time: &Time) {
         let ready = |name: &str| memory.probes.ready(pod, name);
-        let status = pod_status::pod_status(pod, observed, memory, &self.host_ip, start_time, ready);
+        let status = pod_status::pod_status(pod, observed, memory, &self.deps.host_ip, start_time, ready);
         let _ = self
+            .deps
             .statuses
             .send(StatusUpdate {
                 pod: pod.clone(),
