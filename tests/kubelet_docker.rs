@@ -416,3 +416,72 @@ spec:
         "stopping-gracefully"
     );
 }
+
+#[test]
+fn a_containerized_kubelet_runs_static_pods_without_privileges() {
+    let k = Kubelet::new("ctr");
+    k.manifest("a.yaml", &sleeper("a", "3600"));
+    let name = format!("hyperkube-test-kubelet-{}", k.node);
+    docker(&["rm", "-f", &name]);
+    let bind = |p: &std::path::Path| format!("{0}:{0}", p.display());
+    std::fs::create_dir_all(&k.root).unwrap();
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--net=host",
+        "--pid=host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        &bind(&k.root),
+        "-v",
+        &bind(&k.manifests),
+        "-v",
+        "/:/rootfs:ro",
+        INFRA,
+        "kubelet",
+        "--containerized",
+        "--port=0",
+        &format!("--root-dir={}", k.root.display()),
+        &format!("--pod-manifest-path={}", k.manifests.display()),
+        &format!("--hostname-override={}", k.node),
+        &format!("--pod-infra-container-image={INFRA}"),
+    ]);
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            docker(&["rm", "-f", &self.0]);
+        }
+    }
+    let _kubelet = Remove(name.clone());
+    assert!(!id.is_empty(), "the kubelet container starts");
+    let pod = eventually("the static pod started by the containerized kubelet", WAIT, || {
+        k.containers("a", "main", false).pop()
+    });
+
+    let privileged = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Privileged}} {{len .HostConfig.Devices}}",
+        &name,
+    ]);
+    assert_eq!(privileged, "false 0", "no --privileged, no devices");
+    let mounts = docker(&["inspect", "-f", "{{range .Mounts}}{{.Source}} {{end}}", &name]);
+    assert!(
+        !mounts.split_whitespace().any(|m| m == "/dev" || m.starts_with("/dev/")),
+        "{mounts}"
+    );
+
+    docker(&["restart", &name]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        k.containers("a", "main", true),
+        [pod],
+        "the pod kept running through the kubelet's restart"
+    );
+    let logs = Command::new("docker").args(["logs", &name]).output().unwrap();
+    let logs = String::from_utf8_lossy(&logs.stderr);
+    assert!(logs.contains("kubelet starting"), "{logs}");
+}

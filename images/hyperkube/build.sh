@@ -24,9 +24,16 @@ ldd "$BIN" | awk '/=> \// {print $3} /^[[:space:]]*\/lib/ {print $1}' | while re
     cp -L "$lib" "$ROOTFS$lib"
 done
 echo "root:x:0:0:root:/:/hyperkube" >"$ROOTFS/etc/passwd"
+replace() { # IMAGE OLD_ID: removes the image IMAGE pointed to before, unless a container uses it
+    local new
+    new="$(docker images -q "$1")"
+    if [[ -n "$2" && "$2" != "$new" ]]; then docker rmi "$2" >/dev/null 2>&1 || true; fi
+}
+OLD_HYPERKUBE="$(docker images -q hyperkube:latest)"
 tar -C "$ROOTFS" -c . | docker import \
     -c 'ENTRYPOINT ["/hyperkube"]' -c 'CMD ["pause"]' \
     -m "hyperkube $("$BIN" version 2>/dev/null || true)" - hyperkube:latest >/dev/null
+replace hyperkube:latest "$OLD_HYPERKUBE"
 echo "built hyperkube:latest ($(du -sh "$ROOTFS" | cut -f1))" >&2
 
 # busybox: Debian's static busybox and the applets tests use.
@@ -43,5 +50,7 @@ for applet in sh ash cat echo env false grep hostname httpd id kill ls mkdir nc 
     ln -s busybox "$BB/bin/$applet"
 done
 echo "root:x:0:0:root:/:/bin/sh" >"$BB/etc/passwd"
+OLD_BUSYBOX="$(docker images -q hyperkube-test/busybox:1)"
 tar -C "$BB" -c . | docker import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - hyperkube-test/busybox:1 >/dev/null
+replace hyperkube-test/busybox:1 "$OLD_BUSYBOX"
 echo "built hyperkube-test/busybox:1" >&2

@@ -85,6 +85,11 @@ pub struct Args {
     /// How often the Node's status is written.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub node_status_update_frequency: Duration,
+    /// Run inside a container (`docker run --net=host --pid=host -v /:/rootfs:ro ...`): read the
+    /// host's identity (os-release, machine-id) under /rootfs. Pod directories under
+    /// `--root-dir` must be bind-mounted at the same path, since Docker mounts them from the host.
+    #[arg(long)]
+    pub containerized: bool,
     /// How often every pod is synced even without a change.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub sync_frequency: Duration,
@@ -260,6 +265,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             name: node.clone(),
             ip: host_ip.clone(),
             kubelet_port: listener_port,
+            host_root: if args.containerized {
+                "/rootfs".into()
+            } else {
+                "/".into()
+            },
         };
         tasks.spawn(node::run(
             client.clone(),

@@ -25,6 +25,8 @@ pub(crate) struct NodeInfo {
     pub(crate) name: String,
     pub(crate) ip: String,
     pub(crate) kubelet_port: u16,
+    /// Where the host's filesystem is seen: `/`, or `/rootfs` for a containerized kubelet.
+    pub(crate) host_root: std::path::PathBuf,
 }
 
 /// Keeps the Node and its Lease up to date until `shutdown`. Errors are logged and retried: the
@@ -134,7 +136,8 @@ pub(crate) async fn node_object(info: &NodeInfo, runtime: &dyn Runtime) -> Node 
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
-    let os_image = read("/etc/os-release")
+    let host_file = |path: &str| read(&info.host_root.join(path).to_string_lossy());
+    let os_image = host_file("etc/os-release")
         .lines()
         .find_map(|l| l.strip_prefix("PRETTY_NAME="))
         .map(|v| v.trim_matches('"').to_string())
@@ -205,7 +208,7 @@ pub(crate) async fn node_object(info: &NodeInfo, runtime: &dyn Runtime) -> Node 
                 kernel_version: read("/proc/sys/kernel/osrelease"),
                 kube_proxy_version: String::new(),
                 kubelet_version: format!("{}-hyperkube", crate::KUBERNETES_VERSION),
-                machine_id: read("/etc/machine-id"),
+                machine_id: host_file("etc/machine-id"),
                 operating_system: "linux".into(),
                 os_image,
                 system_uuid: String::new(),
@@ -240,6 +243,7 @@ mod tests {
             name: "n1".into(),
             ip: "192.0.2.7".into(),
             kubelet_port: 10250,
+            host_root: "/".into(),
         };
         let node = node_object(&info, &Fake::default()).await;
         let status = node.status.unwrap();
