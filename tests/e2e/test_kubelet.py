@@ -112,6 +112,10 @@ def test_a_static_pod_shows_up_as_a_mirror_pod(k137: Kubectl, node: str):
         p := k137.json("get", "pod", name, "-n", "default"))["status"].get("phase") == "Running" and p)
     assert "kubernetes.io/config.mirror" in pod["metadata"]["annotations"]
     assert pod["spec"]["nodeName"] == node
+    # The kubelet sees its mirror pod in the apiserver too; it must not run it a second time.
+    time.sleep(3)
+    running = docker("ps", "-q", "--filter", f"label=io.hyperkube.node={node}", "--filter", "label=io.kubernetes.container.name=web")
+    assert len(running.split()) == 1, running
 
 
 def test_a_bound_pod_runs_logs_and_stops_within_its_grace_period(k137: Kubectl, node: str, namespace: str):

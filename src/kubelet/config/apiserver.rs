@@ -12,6 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Snapshot, Source};
 
+/// Whether `pod` is the apiserver's mirror of a static pod.
+pub(crate) fn is_mirror(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+}
+
 /// Sends a snapshot of this node's pods after every change, until `shutdown`.
 pub(crate) async fn run(client: kube::Client, node: String, out: mpsc::Sender<Snapshot>, shutdown: CancellationToken) {
     let pods: Api<Pod> = Api::all(client);
@@ -23,7 +31,8 @@ pub(crate) async fn run(client: kube::Client, node: String, out: mpsc::Sender<Sn
             _ = shutdown.cancelled() => return,
             event = events.next() => match event {
                 Some(Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_))) => {
-                    let pods: Vec<Pod> = store.state().iter().map(|p| (**p).clone()).collect();
+                    // Mirror pods stand for static pods this kubelet already runs from their files.
+                    let pods: Vec<Pod> = store.state().iter().filter(|p| !is_mirror(p)).map(|p| (**p).clone()).collect();
                     if out.send(Snapshot { source: Source::ApiServer, pods }).await.is_err() {
                         return;
                     }
