@@ -46,10 +46,22 @@ pub(crate) async fn run(
         let uid = update.pod.metadata.uid.clone().unwrap_or_default();
         let result = match update.status {
             Some(status) => {
-                if sent.get(&uid) == Some(&status) {
+                // A static pod's mirror is checked on every report: someone may have deleted it.
+                let recreated = if is_static(&update.pod) {
+                    match ensure_mirror(&client, &node, &pods_api(&client, &update.pod), &update.pod).await {
+                        Ok(recreated) => recreated,
+                        Err(err) => {
+                            tracing::warn!(error = %crate::error_chain(&err), "creating the mirror pod failed");
+                            continue;
+                        }
+                    }
+                } else {
+                    false
+                };
+                if !recreated && sent.get(&uid) == Some(&status) {
                     continue;
                 }
-                let result = send_status(&client, &node, &update.pod, &status).await;
+                let result = send_status(&client, &update.pod, &status).await;
                 if result.is_ok() {
                     sent.insert(uid, status);
                 }
@@ -71,12 +83,9 @@ fn pods_api(client: &kube::Client, pod: &Pod) -> Api<Pod> {
     Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"))
 }
 
-async fn send_status(client: &kube::Client, node: &str, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
+async fn send_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
     let api = pods_api(client, pod);
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if is_static(pod) {
-        ensure_mirror(client, node, &api, pod).await?;
-    }
     let patch = serde_json::json!({"status": status});
     match api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -89,8 +98,9 @@ async fn send_status(client: &kube::Client, node: &str, pod: &Pod, status: &PodS
     }
 }
 
-/// Creates the static pod's mirror pod, replacing one made from an older version of the manifest.
-async fn ensure_mirror(client: &kube::Client, node: &str, api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+/// Creates the static pod's mirror pod, replacing one made from an older version of the manifest
+/// or one someone deleted. Returns whether it created one.
+async fn ensure_mirror(client: &kube::Client, node: &str, api: &Api<Pod>, pod: &Pod) -> Result<bool, kube::Error> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let hash = pod
         .metadata
@@ -106,10 +116,15 @@ async fn ensure_mirror(client: &kube::Client, node: &str, api: &Api<Pod>, pod: &
             .as_ref()
             .and_then(|a| a.get(CONFIG_MIRROR))
             .cloned();
-        if mirror_of.as_deref() == Some(hash.as_str()) {
-            return Ok(());
+        if mirror_of.as_deref() == Some(hash.as_str()) && existing.metadata.deletion_timestamp.is_none() {
+            return Ok(false);
         }
-        api.delete(&name, &DeleteParams::default().grace_period(0)).await?;
+        // Deleting a mirror pod does not stop a static pod: it is replaced, as upstream does.
+        match api.delete(&name, &DeleteParams::default().grace_period(0)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut annotations = pod.metadata.annotations.clone().unwrap_or_default();
     annotations.insert(CONFIG_MIRROR.into(), hash);
@@ -139,8 +154,8 @@ async fn ensure_mirror(client: &kube::Client, node: &str, api: &Api<Pod>, pod: &
         status: None,
     };
     match api.create(&PostParams::default(), &mirror).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -116,6 +116,13 @@ def test_a_static_pod_shows_up_as_a_mirror_pod(k137: Kubectl, node: str):
     time.sleep(3)
     running = docker("ps", "-q", "--filter", f"label=io.hyperkube.node={node}", "--filter", "label=io.kubernetes.container.name=web")
     assert len(running.split()) == 1, running
+    # Deleting the mirror does not stop the static pod: the kubelet makes a new mirror.
+    k137("delete", "pod", name, "-n", "default", "--wait=false")
+    wait_for("a new mirror pod", lambda: (
+        p := k137.json("get", "pod", name, "-n", "default"))["metadata"]["uid"] != pod["metadata"]["uid"]
+        and not p["metadata"].get("deletionTimestamp") and p)
+    again = docker("ps", "-q", "--filter", f"label=io.hyperkube.node={node}", "--filter", "label=io.kubernetes.container.name=web")
+    assert again == running, "the static pod's container kept running"
 
 
 def test_a_bound_pod_runs_logs_and_stops_within_its_grace_period(k137: Kubectl, node: str, namespace: str):
