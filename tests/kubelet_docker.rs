@@ -485,3 +485,50 @@ fn a_containerized_kubelet_runs_static_pods_without_privileges() {
     let logs = String::from_utf8_lossy(&logs.stderr);
     assert!(logs.contains("kubelet starting"), "{logs}");
 }
+
+#[test]
+fn memory_empty_dirs_are_tmpfs_and_are_unmounted_with_their_pod() {
+    let mut k = Kubelet::new("tmpfs");
+    let out = k.root.parent().unwrap().join("tmpfs-out");
+    std::fs::create_dir_all(&out).unwrap();
+    k.manifest(
+        "mem.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: mem, namespace: NAMESPACE}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: cache, emptyDir: {{medium: Memory}}}}
+  - {{name: out, hostPath: {{path: "{}"}}}}
+  containers:
+  - name: main
+    image: "{BUSYBOX}"
+    command: [sh, -c, "grep ' /cache ' /proc/mounts > /out/mounts; exec sleep 3600"]
+    volumeMounts: [{{name: cache, mountPath: /cache}}, {{name: out, mountPath: /out}}]
+"#,
+            out.display()
+        ),
+    );
+    k.start();
+    let mounts = eventually("the container's view of /cache", WAIT, || {
+        std::fs::read_to_string(out.join("mounts"))
+            .ok()
+            .filter(|m| !m.is_empty())
+    });
+    assert!(mounts.contains("tmpfs"), "{mounts}");
+    let root = std::fs::canonicalize(&k.root).unwrap();
+    let ours = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&*root.to_string_lossy()))
+            .count()
+    };
+    assert_eq!(ours(), 1, "one tmpfs under the kubelet's root dir");
+    std::fs::remove_file(k.manifests.join("mem.yaml")).unwrap();
+    eventually("the pod gone and its tmpfs unmounted", WAIT, || {
+        (k.containers("mem", "main", true).is_empty() && ours() == 0).then_some(())
+    });
+}

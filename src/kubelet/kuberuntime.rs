@@ -669,9 +669,14 @@ async fn prepare_volumes(ctx: &SyncContext, pod: &Pod) -> Result<BTreeMap<String
     for volume in spec.volumes.iter().flatten() {
         let host_path = if let Some(hp) = &volume.host_path {
             PathBuf::from(&hp.path)
-        } else if volume.empty_dir.is_some() {
+        } else if let Some(empty) = &volume.empty_dir {
             let path = volumes::volume_dir(&dir, "empty-dir", &volume.name);
-            std::fs::create_dir_all(&path).map_err(|e| format!("creating emptyDir {}: {e}", volume.name))?;
+            let made = if empty.medium.as_deref() == Some("Memory") {
+                volumes::mount_memory(&path)
+            } else {
+                std::fs::create_dir_all(&path)
+            };
+            made.map_err(|e| format!("setting up emptyDir {}: {e}", volume.name))?;
             path
         } else if let Some(path) = volumes::materialize(&ctx.objects, pod, &dir, volume).await? {
             path

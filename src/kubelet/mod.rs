@@ -433,6 +433,10 @@ fn remove_unused_pod_dirs(pods_dir: &std::path::Path, desired: &HashSet<String>,
         if desired.contains(&uid) || workers.has(&uid) {
             continue;
         }
+        if let Err(err) = volumes::unmount_under(&entry.path()) {
+            tracing::warn!(%uid, error = %err, "unmounting an unused pod directory's volumes failed");
+            continue;
+        }
         match std::fs::remove_dir_all(entry.path()) {
             Ok(()) => tracing::info!(%uid, "removed an unused pod directory"),
             Err(err) => tracing::warn!(%uid, error = %err, "removing an unused pod directory failed"),

@@ -210,6 +210,10 @@ impl Worker {
                         tracing::warn!(error = %crate::error_chain(&err), "stopping the pod failed; housekeeping will retry");
                     }
                     let pod_dir = self.deps.ctx.root_dir.join("pods").join(&uid);
+                    // Memory-backed volumes are mounts: unmount before removing anything.
+                    if let Err(err) = crate::kubelet::volumes::unmount_under(&pod_dir) {
+                        tracing::warn!(dir = %pod_dir.display(), error = %err, "unmounting the pod's volumes failed");
+                    }
                     if let Err(err) = std::fs::remove_dir_all(&pod_dir)
                         && err.kind() != std::io::ErrorKind::NotFound
                     {

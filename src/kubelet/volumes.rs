@@ -62,6 +62,49 @@ impl Objects {
     }
 }
 
+/// Mounts a tmpfs at `dir` (an emptyDir with `medium: Memory`) unless one is there already.
+pub(crate) fn mount_memory(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if mount_points_under(dir).iter().any(|m| m == dir) {
+        return Ok(());
+    }
+    rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        None,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Unmounts everything mounted at or below `dir`, deepest first, so the directory can go.
+pub(crate) fn unmount_under(dir: &Path) -> std::io::Result<()> {
+    let mut mounts = mount_points_under(dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mounts {
+        rustix::mount::unmount(&m, rustix::mount::UnmountFlags::empty()).map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// The mount points at or below `dir`, from /proc/self/mountinfo (octal escapes decoded).
+fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|escaped| {
+            PathBuf::from(
+                escaped
+                    .replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
 /// Where a volume of the pod lives on the host.
 pub(crate) fn volume_dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
     pod_dir
