@@ -532,3 +532,38 @@ spec:
         (k.containers("mem", "main", true).is_empty() && ours() == 0).then_some(())
     });
 }
+
+#[test]
+fn a_privileged_container_the_host_cannot_grant_is_refused_clearly() {
+    let mut k = Kubelet::new("priv");
+    k.manifest(
+        "priv.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: priv, namespace: NAMESPACE}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: \"{BUSYBOX}\"\n    command: [sleep, \"3600\"]\n    securityContext: {{privileged: true}}\n"
+        ),
+    );
+    k.manifest("other.yaml", &sleeper("other", "3600"));
+    k.start();
+    // Privileged containers fail on hosts like this one (a capability is missing from the
+    // bounding set); where the host does grant them, the pod simply runs.
+    let outcome = eventually("the privileged pod to run or be refused", WAIT, || {
+        let pods = k.pods();
+        let pod = pods["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("priv-")))?
+            .clone();
+        let state = pod["status"]["containerStatuses"][0]["state"].clone();
+        if state["running"].is_object() {
+            return Some(None);
+        }
+        (state["waiting"]["reason"] == "CreateContainerError")
+            .then(|| Some(state["waiting"]["message"].as_str().unwrap_or_default().to_string()))
+    });
+    if let Some(message) = outcome {
+        assert!(message.contains("cannot run privileged containers"), "{message}");
+    }
+    eventually("the other pod running regardless", WAIT, || {
+        k.containers("other", "main", false).pop()
+    });
+}

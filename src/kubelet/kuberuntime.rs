@@ -312,9 +312,17 @@ async fn start_or_back_off(
         rt.start_container(&id).await
     };
     if let Err(err) = started.await {
+        let message = if config.security.privileged {
+            // The runtime's own words ("unable to apply caps") do not say what to change.
+            format!(
+                "this host cannot run privileged containers; drop securityContext.privileged or grant the capabilities by name ({err})"
+            )
+        } else {
+            err.to_string()
+        };
         memory
             .waiting
-            .insert(container.name.clone(), ("CreateContainerError".into(), err.to_string()));
+            .insert(container.name.clone(), ("CreateContainerError".into(), message));
         return Ok(Some(INITIAL_BACKOFF));
     }
     Ok(None)
