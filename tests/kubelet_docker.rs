@@ -298,7 +298,7 @@ fn crashing_containers_back_off_and_a_bad_manifest_does_not_stop_the_others() {
     k.manifest(
         "crash.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: crash, namespace: NAMESPACE}}\nspec:\n  containers:\n  - {{name: main, image: \"{BUSYBOX}\", command: [sh, -c, \"exit 3\"]}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: crash, namespace: NAMESPACE}}\nspec:\n  containers:\n  - {{name: main, image: \"{BUSYBOX}\", command: [sh, -c, \"echo crashed-once; exit 3\"]}}\n"
         ),
     );
     k.manifest(
@@ -322,6 +322,14 @@ fn crashing_containers_back_off_and_a_bad_manifest_does_not_stop_the_others() {
     });
     assert!(status["restartCount"].as_i64().unwrap() >= 1, "{status}");
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 3, "{status}");
+    let previous = k.get(&format!(
+        "/containerLogs/{}/crash-{}/main?previous=true",
+        k.namespace, k.node
+    ));
+    assert!(
+        previous.contains("crashed-once"),
+        "logs --previous reads the dead instance: {previous:?}"
+    );
     assert!(
         k.containers("crash", "main", true).len() <= 2,
         "dead instances are removed but the newest dead one is kept"
