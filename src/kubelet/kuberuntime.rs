@@ -251,7 +251,6 @@ pub(crate) async fn sync_pod(
             }
         }
     }
-    remove_dead(rt, &Observed::read(rt, &pod_ref.uid).await?, &spec).await?;
     Ok(next_sync)
 }
 
@@ -412,8 +411,9 @@ fn ignore_missing(result: Result<(), runtime::Error>) -> Result<(), Error> {
 }
 
 /// Removes dead containers and sandboxes, keeping the newest dead instance of each container
-/// (for `kubectl logs --previous`) and the sandbox in use.
-async fn remove_dead(
+/// (for `kubectl logs --previous`) and the sandbox in use. The pod's worker calls it after a
+/// sync, with the state it reads for the status anyway.
+pub(crate) async fn remove_dead(
     rt: &dyn Runtime,
     observed: &Observed,
     spec: &k8s_openapi::api::core::v1::PodSpec,

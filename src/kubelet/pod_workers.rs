@@ -160,6 +160,15 @@ impl Worker {
                             Observed::default()
                         }
                     };
+                    if let Err(err) = kuberuntime::remove_dead(
+                        self.deps.runtime.as_ref(),
+                        &observed,
+                        pod.spec.as_ref().unwrap_or(&Default::default()),
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %crate::error_chain(&err), "removing dead containers failed");
+                    }
                     let probed = prober::run_due(self.deps.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
                     if !probed.failed.is_empty() {
                         for failed in &probed.failed {

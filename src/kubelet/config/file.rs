@@ -87,8 +87,12 @@ pub(crate) async fn run(
 ) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     // The watcher calls back on its own thread; a full channel already means "re-read".
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = changed_tx.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the manifests is an event too (opens, closes): reacting to those would re-read
+        // them in a loop. Only changes count.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = changed_tx.try_send(());
+        }
     })
     .map_err(|e| tracing::warn!(error = %e, "cannot watch manifests; relying on periodic re-reads"))
     .ok();
