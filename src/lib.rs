@@ -8,6 +8,7 @@ pub const KUBERNETES_VERSION: &str = "v1.37.0";
 
 pub mod api;
 pub mod apiserver;
+pub(crate) mod http_get;
 pub mod kubelet;
 
 /// An error and its causes on one line (`a: b: c`), for logs and exit messages.

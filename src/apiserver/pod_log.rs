@@ -7,12 +7,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::{Response, StatusCode, header};
+use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::handlers::Body;
@@ -92,19 +89,9 @@ pub(crate) async fn proxy(
     } else {
         format!("{address}:{port}")
     };
-    let stream = tokio::net::TcpStream::connect(&host)
+    let response = crate::http_get::get(&host, &path, &[])
         .await
         .map_err(|e| unreachable(&e))?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    // The connection lives as long as the response body is read; it ends with it.
-    tokio::spawn(connection);
-    let request = Request::get(&path)
-        .header(header::HOST, &host)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
     let code = response.status();
     if !code.is_success() {
         let body = response

@@ -9,10 +9,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Pod, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -303,25 +299,17 @@ fn port_number(port: &IntOrString, container: &Container) -> Result<u16, String>
 }
 
 async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<u16, String> {
-    let stream = tokio::net::TcpStream::connect((host, port))
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let agent = format!("kube-probe/{}", crate::KUBERNETES_VERSION.trim_start_matches('v'));
+    let mut all: Vec<(&str, &str)> = vec![("user-agent", agent.as_str())];
+    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let response = crate::http_get::get(&authority, path, &all)
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    // The connection task ends when the request does; it is bounded by the probe's timeout.
-    tokio::spawn(connection);
-    let mut request = http::Request::get(path)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(
-            http::header::USER_AGENT,
-            format!("kube-probe/{}", crate::KUBERNETES_VERSION.trim_start_matches('v')),
-        );
-    for (name, value) in headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let request = request.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     Ok(response.status().as_u16())
 }
 

@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,23 +26,16 @@ async fn fetch(url: &str) -> Result<Bytes, String> {
     }
     let host = uri.host().ok_or("the URL has no host")?.to_string();
     let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Ends with the response, which FETCH_TIMEOUT bounds.
-    tokio::spawn(connection);
+    let authority = uri.authority().map_or(format!("{host}:{port}"), |a| a.to_string());
+    let authority = if uri.port_u16().is_some() {
+        authority
+    } else {
+        format!("{authority}:{port}")
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = http::Request::get(path)
-        .header(
-            http::header::HOST,
-            uri.authority().map_or(host.clone(), |a| a.to_string()),
-        )
-        .body(Empty::<Bytes>::new())
+    let response = crate::http_get::get(&authority, path, &[])
+        .await
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("the server answered {}", response.status()));
     }
