@@ -6,7 +6,10 @@
 //!
 //! Not a test: it asserts nothing and prints a table.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::binary;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,19 +23,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 type Sender = SendRequest<Full<Bytes>>;
-
-fn binary() -> PathBuf {
-    // The bench profile builds the release binary next to this bench executable.
-    let exe = std::env::current_exe().expect("own path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("hyperkube");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build --release` first",
-        bin.display()
-    );
-    bin
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -13,6 +13,9 @@
 //!
 //! Not a test: it asserts nothing and prints a table.
 
+mod common;
+use common::binary;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -46,19 +49,6 @@ const POLL: Duration = Duration::from_millis(20);
 const WAIT_LIMIT: Duration = Duration::from_secs(180);
 
 type Sender = SendRequest<Full<Bytes>>;
-
-fn binary() -> PathBuf {
-    // The bench profile builds the release binary next to this bench executable.
-    let exe = std::env::current_exe().expect("own path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("hyperkube");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build --release` first",
-        bin.display()
-    );
-    bin
-}
 
 fn fail(message: &str) -> ! {
     eprintln!("kubelet bench: {message}");

@@ -39,6 +39,20 @@ pub(crate) struct SyncContext {
     pub(crate) objects: Objects,
 }
 
+#[cfg(test)]
+impl SyncContext {
+    /// A context for unit tests: pods under `root_dir`, the infra image `pause`, no apiserver.
+    pub(crate) fn for_test(root_dir: &std::path::Path) -> Self {
+        Self {
+            node_name: "node-1".into(),
+            infra_image: "pause".into(),
+            root_dir: root_dir.to_path_buf(),
+            resolv_conf: None,
+            objects: Objects::default(),
+        }
+    }
+}
+
 /// What one pod's worker remembers between syncs.
 #[derive(Debug, Default)]
 pub(crate) struct PodMemory {
@@ -778,13 +792,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx(dir: &std::path::Path) -> SyncContext {
-        SyncContext {
-            node_name: "node-1".into(),
-            infra_image: "pause".into(),
-            root_dir: dir.to_path_buf(),
-            resolv_conf: None,
-            objects: Objects::default(),
-        }
+        SyncContext::for_test(dir)
     }
 
     fn pod(policy: &str, containers: serde_json::Value) -> Pod {

@@ -239,13 +239,7 @@ mod tests {
 
     async fn status_after(policy: &str, exit: Option<i32>) -> PodStatus {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = SyncContext {
-            node_name: "n".into(),
-            infra_image: "pause".into(),
-            root_dir: dir.path().to_path_buf(),
-            resolv_conf: None,
-            objects: crate::kubelet::volumes::Objects::default(),
-        };
+        let ctx = SyncContext::for_test(dir.path());
         let rt = Fake::with_images(&["pause", "app"]);
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"},
             "spec": {"restartPolicy": policy, "containers": [{"name": "a", "image": "app"}]}}))
