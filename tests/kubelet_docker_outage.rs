@@ -40,7 +40,37 @@ impl Drop for Proxy {
     }
 }
 
-fn spawn(args: &[String], marker: &str) -> (Child, String) {
+/// Removes every container of `node` when dropped, also when the test fails.
+struct Containers(&'static str);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let filter = format!("label=io.hyperkube.node={}", self.0);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let ids = String::from_utf8_lossy(&ids).to_string();
+        if !ids.trim().is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.split_whitespace());
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+}
+
+/// A child process killed (by its PID) when dropped, also when the test fails.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[String], marker: &str) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hyperkube"))
         .args(args)
         .stderr(Stdio::piped())
@@ -55,7 +85,7 @@ fn spawn(args: &[String], marker: &str) -> (Child, String) {
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    (child, address)
+    (Process(child), address)
 }
 
 async fn ready(nodes: &Api<Node>, name: &str) -> Option<(String, String)> {
@@ -88,9 +118,11 @@ async fn the_node_goes_not_ready_without_docker_and_recovers_by_itself() {
     let socket: PathBuf = dir.path().join("docker.sock");
     let mut proxy = Some(Proxy::start(&socket));
     let node = "outage-node";
+    // Declared first, so it is dropped last: after the kubelet is gone.
+    let _containers = Containers(node);
 
     let data = dir.path().join("data").display().to_string();
-    let (mut apiserver, api) = spawn(
+    let (apiserver, api) = spawn(
         &[
             "apiserver".into(),
             "--insecure-port=0".into(),
@@ -105,7 +137,7 @@ async fn the_node_goes_not_ready_without_docker_and_recovers_by_itself() {
         "metadata: {name: steady}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: \"hyperkube-test/busybox:1\", command: [sleep, \"3600\"]}]\n",
     )
     .unwrap();
-    let (mut kubelet, _) = spawn(
+    let (kubelet, _) = spawn(
         &[
             "kubelet".into(),
             format!("--api-servers=http://{api}"),
@@ -165,19 +197,7 @@ async fn the_node_goes_not_ready_without_docker_and_recovers_by_itself() {
         "the pod kept its one container"
     );
 
-    kubelet.kill().unwrap();
-    kubelet.wait().unwrap();
-    apiserver.kill().unwrap();
-    apiserver.wait().unwrap();
+    drop(kubelet);
+    drop(apiserver);
     drop(proxy);
-    let ids = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.hyperkube.node={node}")])
-        .output()
-        .unwrap();
-    let ids = String::from_utf8_lossy(&ids.stdout).to_string();
-    if !ids.trim().is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids.split_whitespace());
-        Command::new("docker").args(&args).output().unwrap();
-    }
 }
