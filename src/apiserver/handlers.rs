@@ -98,10 +98,9 @@ impl ApiServer {
 
     /// The registry serving `group`/`plural`, if any.
     pub(crate) fn registry(&self, group: &str, plural: &str) -> Option<Arc<dyn Rest>> {
-        self.registries
-            .iter()
-            .find(|((g, p), _)| *g == group && *p == plural)
-            .map(|(_, r)| r.clone())
+        // The map's keys are 'static; a map reference may be read with shorter-lived keys.
+        let registries: &HashMap<(&str, &str), Arc<dyn Rest>> = &self.registries;
+        registries.get(&(group, plural)).cloned()
     }
 
     /// Answers one request. Never fails: errors become Status responses.
