@@ -387,16 +387,14 @@ async fn api_client(args: &Args) -> Result<Option<kube::Client>, Error> {
 fn count_running(statuses: &PodStatuses, metrics: &metrics::Metrics) {
     let map = statuses.read().unwrap_or_else(|p| p.into_inner());
     let (mut pods, mut running, mut waiting, mut exited) = (0, 0, 0, 0);
-    for pod in map.values() {
-        let status = pod.status.clone().unwrap_or_default();
+    for status in map.values().filter_map(|pod| pod.status.as_ref()) {
         if status.pod_ip.is_some() {
             pods += 1;
         }
-        for c in status.container_statuses.iter().flatten() {
-            let state = c.state.clone().unwrap_or_default();
-            if state.running.is_some() {
+        for state in status.container_statuses.iter().flatten().map(|c| c.state.as_ref()) {
+            if state.is_some_and(|s| s.running.is_some()) {
                 running += 1;
-            } else if state.terminated.is_some() {
+            } else if state.is_some_and(|s| s.terminated.is_some()) {
                 exited += 1;
             } else {
                 waiting += 1;
