@@ -112,13 +112,7 @@ pub(crate) fn pod_ref(pod: &Pod) -> PodRef {
 
 /// A stable hash of a container's spec; a change means the container must be replaced.
 pub(crate) fn container_hash(c: &Container) -> String {
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in serde_json::to_vec(c).unwrap_or_default() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    super::stable_hash(&[&serde_json::to_vec(c).unwrap_or_default()])
 }
 
 /// The runtime's view of one pod.

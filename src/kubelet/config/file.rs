@@ -5,7 +5,6 @@
 //!
 //! Each file becomes a static pod as `super::static_pod` describes.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,29 +40,15 @@ pub(crate) fn read_manifests(path: &Path, node_name: &str) -> (Vec<Pod>, Vec<Rej
     } else {
         Vec::new()
     };
-    let mut pods = Vec::new();
-    let mut rejected = Vec::new();
-    let mut names = HashSet::new();
-    for file in files {
-        match read_manifest(&file, node_name) {
-            Ok(pod) => {
-                let key = format!(
-                    "{}/{}",
-                    pod.metadata.namespace.as_deref().unwrap_or_default(),
-                    pod.metadata.name.as_deref().unwrap_or_default()
-                );
-                if names.insert(key.clone()) {
-                    pods.push(pod);
-                } else {
-                    rejected.push(Rejected {
-                        file,
-                        reason: format!("a pod named {key} is already defined by an earlier file; this one is ignored"),
-                    });
-                }
-            }
-            Err(reason) => rejected.push(Rejected { file, reason }),
-        }
-    }
+    let candidates = files.into_iter().map(|file| {
+        let pod = read_manifest(&file, node_name);
+        (file, pod)
+    });
+    let (pods, rejected) = super::first_of_each_name(candidates);
+    let rejected = rejected
+        .into_iter()
+        .map(|(file, reason)| Rejected { file, reason })
+        .collect();
     (pods, rejected)
 }
 

@@ -3,7 +3,6 @@
 //! A fetch that fails keeps the last good set, so a flaky server does not stop pods. Mirrors
 //! upstream's `pkg/kubelet/config/http.go`. Plain HTTP only.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,17 +53,15 @@ pub(crate) fn parse(body: &[u8], url: &str, node_name: &str) -> Result<(Vec<Pod>
         Some("PodList" | "List") => doc.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default(),
         _ => vec![doc],
     };
-    let (mut pods, mut rejected, mut names) = (Vec::new(), Vec::new(), HashSet::new());
-    for (i, item) in items.into_iter().enumerate() {
-        match static_pod(item, url, node_name, Source::Http) {
-            Ok(pod) if names.insert(pod.metadata.name.clone()) => pods.push(pod),
-            Ok(pod) => rejected.push(format!(
-                "item {i}: a pod named {:?} is already defined",
-                pod.metadata.name.unwrap_or_default()
-            )),
-            Err(reason) => rejected.push(format!("item {i}: {reason}")),
-        }
-    }
+    let candidates = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| (i, static_pod(item, url, node_name, Source::Http)));
+    let (pods, rejected) = super::first_of_each_name(candidates);
+    let rejected = rejected
+        .into_iter()
+        .map(|(i, reason)| format!("item {i}: {reason}"))
+        .collect();
     Ok((pods, rejected))
 }
 

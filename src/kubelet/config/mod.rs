@@ -53,7 +53,7 @@ pub(crate) fn static_pod(doc: serde_json::Value, origin: &str, node_name: &str, 
     pod.metadata.name = Some(format!("{name}-{node_name}"));
     let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty());
     pod.metadata.namespace = Some(namespace.unwrap_or_else(|| "default".into()));
-    let uid = static_uid(&[node_name.as_bytes(), origin.as_bytes(), &content]);
+    let uid = super::stable_hash(&[node_name.as_bytes(), origin.as_bytes(), &content]);
     pod.metadata.uid = Some(uid.clone());
     let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert("kubernetes.io/config.source".into(), source.name().into());
@@ -64,16 +64,34 @@ pub(crate) fn static_pod(doc: serde_json::Value, origin: &str, node_name: &str, 
     Ok(pod)
 }
 
-/// FNV-1a over the parts, separated: stable across builds, unlike std's hasher.
-fn static_uid(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.iter().chain(&[0xff]) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// Keeps the first pod of each namespace/name, in order; later ones are returned with the reason,
+/// tagged with where they came from (a file, an item of a list).
+pub(crate) fn first_of_each_name<T>(
+    candidates: impl IntoIterator<Item = (T, Result<Pod, String>)>,
+) -> (Vec<Pod>, Vec<(T, String)>) {
+    let mut names = std::collections::HashSet::new();
+    let (mut pods, mut rejected) = (Vec::new(), Vec::new());
+    for (origin, candidate) in candidates {
+        match candidate {
+            Ok(pod) => {
+                let key = format!(
+                    "{}/{}",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                );
+                if names.insert(key.clone()) {
+                    pods.push(pod);
+                } else {
+                    rejected.push((
+                        origin,
+                        format!("a pod named {key} is already defined earlier; this one is ignored"),
+                    ));
+                }
+            }
+            Err(reason) => rejected.push((origin, reason)),
         }
     }
-    format!("{h:016x}")
+    (pods, rejected)
 }
 
 /// A source's full list of pods at one moment.
