@@ -7,7 +7,7 @@
 //! Not a test: it asserts nothing and prints a table.
 
 mod common;
-use common::binary;
+use common::{binary, percentile};
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -114,13 +114,6 @@ fn configmap(name: &str) -> String {
         r#"{{"metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},"data":{{"config":"{}"}}}}"#,
         "x".repeat(200)
     )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn ms(d: Duration) -> String {

@@ -14,7 +14,7 @@
 //! Not a test: it asserts nothing and prints a table.
 
 mod common;
-use common::binary;
+use common::{binary, percentile};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -599,13 +599,6 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)

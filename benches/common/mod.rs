@@ -1,6 +1,7 @@
-//! What the bench binaries share: finding the release `hyperkube` they drive.
+//! What the bench binaries share: finding the release `hyperkube` they drive, and percentiles.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The release binary the bench profile builds next to the bench executable.
 pub(crate) fn binary() -> PathBuf {
@@ -14,4 +15,12 @@ pub(crate) fn binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `p` quantile (0 to 1) of sorted samples; zero when there are none.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
