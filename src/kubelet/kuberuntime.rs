@@ -116,7 +116,7 @@ pub(crate) fn container_hash(c: &Container) -> String {
 }
 
 /// The runtime's view of one pod.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Observed {
     pub(crate) sandboxes: Vec<Sandbox>,
     pub(crate) containers: Vec<ContainerStatus>,
@@ -157,23 +157,41 @@ impl Observed {
     }
 }
 
-/// Brings the runtime in line with `pod`. Returns when the pod should be synced again at the
-/// latest (a back-off ending); `None` means only on the next change or resync.
+/// What one sync did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Synced {
+    /// When the pod should be synced again at the latest (a back-off ending); `None` means only
+    /// on the next change or resync.
+    pub(crate) wake: Option<Duration>,
+    /// Whether the sync created, started or stopped anything: the runtime's state read before it
+    /// is stale.
+    pub(crate) changed: bool,
+}
+
+impl Synced {
+    fn wake_in(&mut self, d: Duration) {
+        self.wake = Some(self.wake.map_or(d, |w| w.min(d)));
+    }
+}
+
+/// Brings the runtime in line with `pod`, starting from `observed`, the runtime's view of it.
 pub(crate) async fn sync_pod(
     rt: &dyn Runtime,
     ctx: &SyncContext,
     pod: &Pod,
+    mut observed: Observed,
     memory: &mut PodMemory,
-) -> Result<Option<Duration>, Error> {
+) -> Result<Synced, Error> {
     let spec = pod.spec.clone().unwrap_or_default();
     let pod_ref = pod_ref(pod);
-    let mut observed = Observed::read(rt, &pod_ref.uid).await?;
     memory.waiting.clear();
+    let mut synced = Synced::default();
 
     // A pod whose sandbox died is restarted from scratch, as upstream does.
     let sandbox = match observed.ready_sandbox().cloned() {
         Some(s) => s,
         None => {
+            synced.changed = true;
             if !observed.containers.is_empty() || !observed.sandboxes.is_empty() {
                 stop_all(rt, Some(pod), &observed, Duration::from_secs(2)).await?;
             }
@@ -200,27 +218,24 @@ pub(crate) async fn sync_pod(
                     .waiting
                     .insert(c.name.clone(), ("ContainerCreating".into(), message.clone()));
             }
-            return Ok(Some(INITIAL_BACKOFF));
+            synced.wake_in(INITIAL_BACKOFF);
+            return Ok(synced);
         }
     };
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let mut next_sync: Option<Duration> = None;
-    let mut wake = |d: Duration| next_sync = Some(next_sync.map_or(d, |n: Duration| n.min(d)));
 
     // Init containers run one at a time, in order; app containers only once all succeeded.
     for init in spec.init_containers.iter().flatten() {
         let (latest, _) = observed.latest(&init.name);
         match latest.map(|c| (c.state, c.exit_code)) {
             Some((ContainerState::Exited, Some(0))) => continue,
-            Some((ContainerState::Running | ContainerState::Created, _)) => return Ok(next_sync),
+            Some((ContainerState::Running | ContainerState::Created, _)) => return Ok(synced),
             Some((ContainerState::Exited | ContainerState::Unknown, _)) if restart_policy == "Never" => {
-                return Ok(next_sync);
+                return Ok(synced);
             }
             _ => {
-                if let Some(left) = start_or_back_off(rt, ctx, &volumes, pod, &sandbox, init, latest, memory).await? {
-                    wake(left);
-                }
-                return Ok(next_sync);
+                start_or_back_off(rt, ctx, &volumes, pod, &sandbox, init, latest, memory, &mut synced).await?;
+                return Ok(synced);
             }
         }
     }
@@ -232,9 +247,22 @@ pub(crate) async fn sync_pod(
             Some(c) if c.state == ContainerState::Running || c.state == ContainerState::Created => {
                 if c.labels.get(labels::HASH) != Some(&hash) {
                     tracing::info!(pod = %pod_ref.name, container = %container.name, "container spec changed; replacing it");
+                    synced.changed = true;
                     rt.stop_container(&c.id, grace_period(pod)).await?;
-                    start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, Some(c), memory).await?;
+                    start_or_back_off(
+                        rt,
+                        ctx,
+                        &volumes,
+                        pod,
+                        &sandbox,
+                        container,
+                        Some(c),
+                        memory,
+                        &mut synced,
+                    )
+                    .await?;
                 } else if c.state == ContainerState::Created {
+                    synced.changed = true;
                     rt.start_container(&c.id).await?;
                 }
             }
@@ -244,26 +272,31 @@ pub(crate) async fn sync_pod(
                     "OnFailure" => c.exit_code != Some(0),
                     _ => true,
                 };
-                if restart
-                    && let Some(left) =
-                        start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, Some(c), memory).await?
-                {
-                    wake(left);
+                if restart {
+                    start_or_back_off(
+                        rt,
+                        ctx,
+                        &volumes,
+                        pod,
+                        &sandbox,
+                        container,
+                        Some(c),
+                        memory,
+                        &mut synced,
+                    )
+                    .await?;
                 }
             }
             None => {
-                if let Some(left) = start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, None, memory).await?
-                {
-                    wake(left);
-                }
+                start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, None, memory, &mut synced).await?;
             }
         }
     }
-    Ok(next_sync)
+    Ok(synced)
 }
 
-/// Starts a new instance of `container` unless its previous instance is still backing off.
-/// Returns the back-off time left, if any.
+/// Starts a new instance of `container` unless its previous instance is still backing off,
+/// recording in `synced` what it did and when to try again.
 #[allow(clippy::too_many_arguments)]
 async fn start_or_back_off(
     rt: &dyn Runtime,
@@ -274,7 +307,8 @@ async fn start_or_back_off(
     container: &Container,
     previous: Option<&ContainerStatus>,
     memory: &mut PodMemory,
-) -> Result<Option<Duration>, Error> {
+    synced: &mut Synced,
+) -> Result<(), Error> {
     if previous.is_some_and(|p| p.state == ContainerState::Exited)
         && let Some(left) = memory.backoff_left(&container.name)
     {
@@ -287,7 +321,8 @@ async fn start_or_back_off(
         memory
             .waiting
             .insert(container.name.clone(), ("CrashLoopBackOff".into(), message));
-        return Ok(Some(left));
+        synced.wake_in(left);
+        return Ok(());
     }
     let image = container.image.clone().unwrap_or_default();
     let policy = container.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
@@ -299,7 +334,8 @@ async fn start_or_back_off(
         memory
             .waiting
             .insert(container.name.clone(), (reason.into(), err.to_string()));
-        return Ok(Some(INITIAL_BACKOFF));
+        synced.wake_in(INITIAL_BACKOFF);
+        return Ok(());
     }
     let restart_count = previous.map_or(0, |p| p.restart_count + 1);
     let config = match container_config(ctx, volumes, pod, container, restart_count).await {
@@ -308,12 +344,14 @@ async fn start_or_back_off(
             memory
                 .waiting
                 .insert(container.name.clone(), ("CreateContainerConfigError".into(), message));
-            return Ok(Some(INITIAL_BACKOFF));
+            synced.wake_in(INITIAL_BACKOFF);
+            return Ok(());
         }
     };
     if previous.is_some() {
         memory.restarted(&container.name);
     }
+    synced.changed = true;
     let started = async {
         let id = rt.create_container(sandbox, &config).await?;
         rt.start_container(&id).await
@@ -330,9 +368,23 @@ async fn start_or_back_off(
         memory
             .waiting
             .insert(container.name.clone(), ("CreateContainerError".into(), message));
-        return Ok(Some(INITIAL_BACKOFF));
+        synced.wake_in(INITIAL_BACKOFF);
+        return Ok(());
     }
-    Ok(None)
+    Ok(())
+}
+
+/// Reads the pod's state from the runtime and syncs it: what a worker does, without the shared
+/// relist, for unit tests. Returns when to sync again.
+#[cfg(test)]
+pub(crate) async fn sync_now(
+    rt: &dyn Runtime,
+    ctx: &SyncContext,
+    pod: &Pod,
+    memory: &mut PodMemory,
+) -> Result<Option<Duration>, Error> {
+    let observed = Observed::read(rt, pod.metadata.uid.as_deref().unwrap_or_default()).await?;
+    Ok(sync_pod(rt, ctx, pod, observed, memory).await?.wake)
 }
 
 /// Makes sure `image` is present, pulling it as `policy` says. A pull that fails while a local
@@ -817,8 +869,8 @@ mod tests {
             json!([{"name": "a", "image": "app"}, {"name": "b", "image": "app"}]),
         );
         let mut memory = PodMemory::default();
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(running(&rt), ["a", "b"]);
         let created = rt.calls().iter().filter(|c| c.starts_with("create_container")).count();
         let sandboxes = rt.calls().iter().filter(|c| c.starts_with("run_pod_sandbox")).count();
@@ -831,11 +883,11 @@ mod tests {
         let rt = Fake::with_images(&["pause", "app"]);
         let p = pod("Always", json!([{"name": "a", "image": "app"}]));
         let mut memory = PodMemory::default();
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         let first = rt.list_containers().await.unwrap()[0].id.clone();
         rt.exit_container(&first, 1);
         assert_eq!(
-            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap(),
+            sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap(),
             None,
             "first crash restarts at once"
         );
@@ -848,7 +900,7 @@ mod tests {
             .unwrap();
         assert_eq!(second.restart_count, 1);
         rt.exit_container(&second.id, 1);
-        let wait = sync_pod(&rt, &ctx(dir.path()), &p, &mut memory)
+        let wait = sync_now(&rt, &ctx(dir.path()), &p, &mut memory)
             .await
             .unwrap()
             .expect("backing off");
@@ -864,10 +916,10 @@ mod tests {
             let rt = Fake::with_images(&["pause", "app"]);
             let p = pod(policy, json!([{"name": "a", "image": "app"}]));
             let mut memory = PodMemory::default();
-            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+            sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
             let id = rt.list_containers().await.unwrap()[0].id.clone();
             rt.exit_container(&id, code);
-            sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+            sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
             assert_eq!(!running(&rt).is_empty(), restarts, "{policy} after exit {code}");
         }
     }
@@ -882,11 +934,11 @@ mod tests {
             serde_json::from_value(json!({"name": "two", "image": "app"})).unwrap(),
         ]);
         let mut memory = PodMemory::default();
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(running(&rt), ["one"]);
         let one = rt.list_containers().await.unwrap()[0].id.clone();
         rt.exit_container(&one, 0);
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(running(&rt), ["two"]);
         let two = rt
             .list_containers()
@@ -897,7 +949,7 @@ mod tests {
             .unwrap()
             .id;
         rt.exit_container(&two, 0);
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(running(&rt), ["main"]);
     }
 
@@ -906,7 +958,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = Fake::with_images(&["pause", "app", "app2"]);
         let mut memory = PodMemory::default();
-        sync_pod(
+        sync_now(
             &rt,
             &ctx(dir.path()),
             &pod("Always", json!([{"name": "a", "image": "app"}])),
@@ -914,7 +966,7 @@ mod tests {
         )
         .await
         .unwrap();
-        sync_pod(
+        sync_now(
             &rt,
             &ctx(dir.path()),
             &pod("Always", json!([{"name": "a", "image": "app2"}])),
@@ -941,7 +993,7 @@ mod tests {
             ]),
         );
         let mut memory = PodMemory::default();
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(memory.waiting["a"].0, "ErrImageNeverPull");
         assert_eq!(memory.waiting["b"].0, "ErrImagePull");
     }
@@ -951,7 +1003,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = Fake::with_images(&["pause", "app"]);
         let p = pod("Always", json!([{"name": "a", "image": "app"}]));
-        sync_pod(&rt, &ctx(dir.path()), &p, &mut PodMemory::default())
+        sync_now(&rt, &ctx(dir.path()), &p, &mut PodMemory::default())
             .await
             .unwrap();
         kill_pod(&rt, Some(&p), "uid-1", Duration::from_secs(1)).await.unwrap();

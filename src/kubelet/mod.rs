@@ -12,6 +12,7 @@ pub(crate) mod kuberuntime;
 pub(crate) mod metrics;
 pub(crate) mod node;
 pub mod pause;
+pub(crate) mod pleg;
 pub(crate) mod pod_status;
 pub(crate) mod pod_workers;
 pub(crate) mod prober;
@@ -302,8 +303,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         resolv_conf: None,
         objects: volumes::Objects::new(client.clone()),
     };
+    let pleg = pleg::Pleg::new(runtime.clone());
+    let (pleg_tx, mut pod_changes) = mpsc::channel::<String>(1024);
+    tasks.spawn(pleg.clone().run(pleg_tx, shutdown.clone()));
     let mut workers = PodWorkers::new(pod_workers::Deps {
         runtime: runtime.clone(),
+        pleg: pleg.clone(),
         ctx,
         host_ip: host_ip.clone(),
         resync: args.sync_frequency,
@@ -361,9 +366,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
                 record_status(&statuses, &mut workers, update);
                 count_running(&statuses, &metrics);
             }
+            Some(uid) = pod_changes.recv() => workers.wake(&uid),
             _ = housekeeping.tick(), if unheard.is_empty() => {
                 let desired: HashSet<String> = mux.desired().filter_map(|p| p.metadata.uid.clone()).collect();
-                remove_orphans(runtime.as_ref(), &node, &desired, &workers).await;
+                remove_orphans(runtime.as_ref(), &pleg.latest(), &node, &desired, &workers).await;
                 remove_unused_pod_dirs(&args.root_dir.join("pods"), &desired, &workers);
             }
         }
@@ -456,16 +462,20 @@ fn remove_unused_pod_dirs(pods_dir: &std::path::Path, desired: &HashSet<String>,
 }
 
 /// Stops pods the runtime runs that no source wants any more (left over from before a restart).
-async fn remove_orphans(runtime: &dyn Runtime, node: &str, desired: &HashSet<String>, workers: &PodWorkers) {
-    let sandboxes = match runtime.list_pod_sandboxes().await {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::warn!(error = %err, "listing sandboxes failed");
-            return;
-        }
+async fn remove_orphans(
+    runtime: &dyn Runtime,
+    relist: &pleg::Relist,
+    node: &str,
+    desired: &HashSet<String>,
+    workers: &PodWorkers,
+) {
+    let Ok(pods) = &relist.pods else {
+        // The pod workers report why the runtime cannot be listed.
+        return;
     };
-    let orphans: HashSet<(String, u64)> = sandboxes
-        .iter()
+    let orphans: HashSet<(String, u64)> = pods
+        .values()
+        .flat_map(|observed| &observed.sandboxes)
         .filter(|s| s.labels.get(runtime::labels::NODE).map(String::as_str) == Some(node))
         .filter(|s| !desired.contains(&s.pod.uid) && !workers.has(&s.pod.uid))
         .map(|s| {

@@ -232,7 +232,7 @@ fn phase(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubelet::kuberuntime::{SyncContext, sync_pod};
+    use crate::kubelet::kuberuntime::{SyncContext, sync_now};
     use crate::kubelet::runtime::Runtime;
     use crate::kubelet::runtime::fake::Fake;
     use serde_json::json;
@@ -245,7 +245,7 @@ mod tests {
             "spec": {"restartPolicy": policy, "containers": [{"name": "a", "image": "app"}]}}))
         .unwrap();
         let mut memory = PodMemory::default();
-        sync_pod(&rt, &ctx, &pod, &mut memory).await.unwrap();
+        sync_now(&rt, &ctx, &pod, &mut memory).await.unwrap();
         if let Some(code) = exit {
             let id = rt.list_containers().await.unwrap()[0].id.clone();
             rt.exit_container(&id, code);

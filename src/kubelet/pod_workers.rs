@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::events::Recorder;
 use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
 use super::metrics::Metrics;
+use super::pleg::Pleg;
 use super::pod_status;
 use super::prober;
 use super::runtime::Runtime;
@@ -41,6 +42,8 @@ pub(crate) struct StatusUpdate {
 /// What every worker shares: the runtime, the sync settings, and where reports go.
 pub(crate) struct Deps {
     pub(crate) runtime: Arc<dyn Runtime>,
+    /// The runtime's state, relisted for all workers.
+    pub(crate) pleg: Arc<Pleg>,
     pub(crate) ctx: SyncContext,
     /// The node's address, reported as the pods' hostIP.
     pub(crate) host_ip: String,
@@ -84,6 +87,13 @@ impl PodWorkers {
         self.send(pod.clone(), Work::Terminate(Box::new(pod)));
     }
 
+    /// Has the worker of pod `uid`, if any, sync now: the runtime saw its pod change.
+    pub(crate) fn wake(&self, uid: &str) {
+        if let Some(tx) = self.workers.get(uid) {
+            tx.send_modify(|_| {});
+        }
+    }
+
     /// Forgets a worker that reported its pod gone.
     pub(crate) fn forget(&mut self, uid: &str) {
         self.workers.remove(uid);
@@ -124,6 +134,8 @@ impl Worker {
         let seen = std::time::Instant::now();
         let mut started = false;
         let start_time = Time(jiff::Timestamp::now());
+        // The runtime state this worker may act on must be newer than its own last change.
+        let mut changed_at = tokio::time::Instant::now();
         loop {
             let work = rx.borrow_and_update().clone();
             match work {
@@ -131,18 +143,31 @@ impl Worker {
                     let span = tracing::Span::current();
                     span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
                     span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let sync_started = std::time::Instant::now();
-                    let wake = match kuberuntime::sync_pod(
-                        self.deps.runtime.as_ref(),
-                        &self.deps.ctx,
-                        &pod,
-                        &mut memory,
-                    )
-                    .await
-                    {
-                        Ok(wake) => wake,
+                    let synced = match self.deps.pleg.observed(&uid, changed_at).await {
+                        Ok(observed) => {
+                            kuberuntime::sync_pod(
+                                self.deps.runtime.as_ref(),
+                                &self.deps.ctx,
+                                &pod,
+                                observed,
+                                &mut memory,
+                            )
+                            .await
+                        }
+                        Err(err) => Err(err.into()),
+                    };
+                    let wake = match synced {
+                        Ok(synced) => {
+                            if synced.changed {
+                                changed_at = tokio::time::Instant::now();
+                            }
+                            synced.wake
+                        }
                         Err(err) => {
                             tracing::warn!(error = %crate::error_chain(&err), "syncing the pod failed; retrying");
+                            changed_at = tokio::time::Instant::now();
                             Some(kuberuntime::INITIAL_BACKOFF)
                         }
                     };
@@ -152,8 +177,7 @@ impl Worker {
                         .with_label_values(&["sync"])
                         .observe(sync_started.elapsed().as_secs_f64());
                     self.report_waiting(&pod, &memory, &mut reported);
-                    let uid = pod.metadata.uid.clone().unwrap_or_default();
-                    let observed = match Observed::read(self.deps.runtime.as_ref(), &uid).await {
+                    let observed = match self.deps.pleg.observed(&uid, changed_at).await {
                         Ok(observed) => observed,
                         Err(err) => {
                             tracing::warn!(error = %err, "reading the pod's containers failed");
@@ -185,6 +209,7 @@ impl Worker {
                             }
                         }
                         // Sync again at once: the stopped containers restart per restartPolicy.
+                        changed_at = tokio::time::Instant::now();
                         continue;
                     }
                     if !started

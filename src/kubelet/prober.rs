@@ -316,7 +316,7 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubelet::kuberuntime::{PodMemory, SyncContext, sync_pod};
+    use crate::kubelet::kuberuntime::{PodMemory, SyncContext, sync_now};
     use crate::kubelet::runtime::fake::Fake;
     use serde_json::json;
 
@@ -327,7 +327,7 @@ mod tests {
         let pod: Pod =
             serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [container]}}))
                 .unwrap();
-        sync_pod(&rt, &ctx, &pod, &mut PodMemory::default()).await.unwrap();
+        sync_now(&rt, &ctx, &pod, &mut PodMemory::default()).await.unwrap();
         (rt, pod, dir)
     }
 

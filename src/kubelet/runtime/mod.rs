@@ -212,7 +212,7 @@ pub(crate) struct Version {
 }
 
 /// Why a runtime call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum Error {
     /// The container, sandbox or image does not exist.
     #[error("{0} not found")]
