@@ -8,6 +8,9 @@ pub const KUBERNETES_VERSION: &str = "v1.37.0";
 
 pub mod api;
 pub mod apiserver;
+pub mod client;
+pub(crate) mod events;
+pub mod flags;
 pub(crate) mod http_get;
 pub mod kubelet;
 

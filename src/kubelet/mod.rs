@@ -7,7 +7,6 @@
 //! (`runtime/`), and statuses come back to one loop here, which also serves them (`server.rs`).
 
 pub(crate) mod config;
-pub(crate) mod events;
 pub(crate) mod kuberuntime;
 pub(crate) mod metrics;
 pub(crate) mod node;
@@ -21,6 +20,7 @@ pub(crate) mod server;
 pub(crate) mod status_manager;
 pub(crate) mod volumes;
 
+use crate::events;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -44,13 +44,13 @@ pub struct Args {
     #[arg(long, visible_alias = "config")]
     pub pod_manifest_path: Option<PathBuf>,
     /// How often the manifests are re-read, besides reacting to changes.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = crate::flags::parse_duration)]
     pub file_check_frequency: Duration,
     /// A URL serving a Pod or a PodList (JSON or YAML) to run as static pods.
     #[arg(long)]
     pub manifest_url: Option<String>,
     /// How often the manifest URL is fetched.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = crate::flags::parse_duration)]
     pub http_check_frequency: Duration,
     /// The node's name; the host name by default.
     #[arg(long)]
@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// How often the Node's status is written.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::flags::parse_duration)]
     pub node_status_update_frequency: Duration,
     /// Run inside a container (`docker run --net=host --pid=host -v /:/rootfs:ro ...`): read the
     /// host's identity (os-release, machine-id) under /rootfs. Pod directories under
@@ -92,39 +92,11 @@ pub struct Args {
     #[arg(long)]
     pub containerized: bool,
     /// How often every pod is synced even without a change.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::flags::parse_duration)]
     pub sync_frequency: Duration,
     /// Log verbosity, 0 to 10, as upstream's `--v`.
     #[arg(long, default_value_t = 0)]
     pub v: u8,
-}
-
-/// Parses Go-style durations as upstream's flags take them: `20s`, `1m30s`, `500ms`, `2h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(format!("{s:?}: missing unit"))?;
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration"))?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = next;
-    }
-    Ok(total)
 }
 
 /// Why the kubelet could not start or stopped.
@@ -227,11 +199,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     let client = api_client(&args).await?;
     let events = match &client {
         Some(client) => {
-            let (recorder, sender) = events::Recorder::new(client.clone(), &node, shutdown.clone());
+            let (recorder, sender) = events::Recorder::new(client.clone(), "kubelet", &node, shutdown.clone());
             tasks.spawn(sender);
             recorder
         }
-        None => events::Recorder::log_only(&node),
+        None => events::Recorder::log_only("kubelet", &node),
     };
     let (snapshots_tx, mut snapshots) = mpsc::channel(16);
     let (status_tx, mut status_rx) = mpsc::channel::<StatusUpdate>(256);
@@ -381,25 +353,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     Ok(())
 }
 
-/// A client for `--kubeconfig` or the first of `--api-servers`; `None` runs static pods only.
+/// A client for `--kubeconfig` and/or the first of `--api-servers`; `None` runs static pods only.
 async fn api_client(args: &Args) -> Result<Option<kube::Client>, Error> {
-    let config = if let Some(path) = &args.kubeconfig {
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Client(crate::error_chain(&e)))?;
-        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .map_err(|e| Error::Client(crate::error_chain(&e)))?
-    } else if let Some(server) = args.api_servers.first() {
-        let url = server
-            .parse()
-            .map_err(|e| Error::Client(format!("--api-servers {server:?}: {e}")))?;
-        kube::Config::new(url)
-    } else {
-        return Ok(None);
-    };
-    kube::Client::try_from(config)
-        .map(Some)
-        .map_err(|e| Error::Client(crate::error_chain(&e)))
+    crate::client::connect(args.api_servers.first().map(String::as_str), args.kubeconfig.as_deref())
+        .await
+        .map_err(Error::Client)
 }
 
 /// Updates the running pod and container gauges from the reported statuses.
@@ -492,20 +450,5 @@ async fn remove_orphans(
         if let Err(err) = kuberuntime::kill_pod(runtime, None, &uid, Duration::from_secs(grace)).await {
             tracing::warn!(%uid, error = %crate::error_chain(&err), "stopping an orphaned pod failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_like_go_flags() {
-        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("5y").is_err());
     }
 }

@@ -16,13 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::events::Recorder;
 use super::kuberuntime::{self, Observed, PodMemory, SyncContext};
 use super::metrics::Metrics;
 use super::pleg::Pleg;
 use super::pod_status;
 use super::prober;
 use super::runtime::Runtime;
+use crate::events::Recorder;
 
 /// What a worker should do with its pod.
 #[derive(Debug, Clone)]
@@ -196,9 +196,9 @@ impl Worker {
                     let probed = prober::run_due(self.deps.runtime.as_ref(), &pod, &observed, &mut memory.probes).await;
                     if !probed.failed.is_empty() {
                         for failed in &probed.failed {
-                            self.deps.events.pod(&pod, true, "Unhealthy", &failed.message);
+                            self.deps.events.record(&*pod, true, "Unhealthy", &failed.message);
                             let message = format!("Container {} failed its probe, will be restarted", failed.name);
-                            self.deps.events.pod(&pod, false, "Killing", &message);
+                            self.deps.events.record(&*pod, false, "Killing", &message);
                             if let Err(err) = self
                                 .deps
                                 .runtime
@@ -279,7 +279,7 @@ impl Worker {
                 "CrashLoopBackOff" => "BackOff",
                 _ => "Failed",
             };
-            self.deps.events.pod(pod, true, event_reason, message);
+            self.deps.events.record(pod, true, event_reason, message);
         }
         *reported = memory.waiting.clone();
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Snapshot, Source};
-use crate::kubelet::events::Recorder;
+use crate::events::Recorder;
 
 /// A manifest that could not be used, and why (for logs and events).
 #[derive(Debug, Clone, PartialEq, Eq)]

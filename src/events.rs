@@ -1,11 +1,13 @@
-//! Events the kubelet reports about pods and its node (`kubectl describe` shows them): a bad
-//! manifest, a failed probe, a failed mount. Written to the apiserver when there is one, in the
-//! background, and always logged. Mirrors upstream's event recorder for the kubelet's reasons.
+//! Events the components report about objects (`kubectl describe` shows them): a bad manifest,
+//! a failed probe, a pod that fits no node, a replica set that cannot create pods. Written to the
+//! apiserver when there is one, in the background, and always logged, as upstream's event
+//! recorder does.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,14 +15,18 @@ use tokio_util::sync::CancellationToken;
 /// Where events go. Cheap to clone; recording never blocks (a full queue drops the event).
 #[derive(Clone, Debug)]
 pub(crate) struct Recorder {
+    /// Who reports: `kubelet`, `default-scheduler`, `replicaset-controller`.
+    component: &'static str,
+    /// The node the reporter runs on, when it is a node's agent.
     node: Arc<str>,
     queue: Option<mpsc::Sender<Event>>,
 }
 
 impl Recorder {
     /// A recorder that only logs (no apiserver).
-    pub(crate) fn log_only(node: &str) -> Self {
+    pub(crate) fn log_only(component: &'static str, node: &str) -> Self {
         Self {
+            component,
             node: Arc::from(node),
             queue: None,
         }
@@ -29,6 +35,7 @@ impl Recorder {
     /// A recorder writing through `client`; the returned future sends them until `shutdown`.
     pub(crate) fn new(
         client: kube::Client,
+        component: &'static str,
         node: &str,
         shutdown: CancellationToken,
     ) -> (Self, impl Future<Output = ()> + use<>) {
@@ -50,6 +57,7 @@ impl Recorder {
         };
         (
             Self {
+                component,
                 node: Arc::from(node),
                 queue: Some(tx),
             },
@@ -57,20 +65,12 @@ impl Recorder {
         )
     }
 
-    /// Records an event about `pod`.
-    pub(crate) fn pod(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
-        let involved = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: pod.metadata.name.clone(),
-            namespace: pod.metadata.namespace.clone(),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        };
-        self.record(involved, warning, reason, message);
+    /// Records an event about `obj`.
+    pub(crate) fn record<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, message: &str) {
+        self.send(obj.object_ref(&()), warning, reason, message);
     }
 
-    /// Records an event about this kubelet's node.
+    /// Records an event about the node the reporter runs on.
     pub(crate) fn node(&self, warning: bool, reason: &str, message: &str) {
         let involved = ObjectReference {
             api_version: Some("v1".into()),
@@ -78,10 +78,10 @@ impl Recorder {
             name: Some(self.node.to_string()),
             ..Default::default()
         };
-        self.record(involved, warning, reason, message);
+        self.send(involved, warning, reason, message);
     }
 
-    fn record(&self, involved: ObjectReference, warning: bool, reason: &str, message: &str) {
+    fn send(&self, involved: ObjectReference, warning: bool, reason: &str, message: &str) {
         let kind = if warning { "Warning" } else { "Normal" };
         let object = format!(
             "{}/{}",
@@ -106,10 +106,10 @@ impl Recorder {
             message: Some(message.into()),
             type_: Some(kind.into()),
             source: Some(EventSource {
-                component: Some("kubelet".into()),
-                host: Some(self.node.to_string()),
+                component: Some(self.component.into()),
+                host: Some(self.node.to_string()).filter(|n| !n.is_empty()),
             }),
-            reporting_component: Some("kubelet".into()),
+            reporting_component: Some(self.component.into()),
             reporting_instance: Some(self.node.to_string()),
             first_timestamp: now.clone(),
             last_timestamp: now,
