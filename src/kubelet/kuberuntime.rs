@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::downward;
 use super::prober;
 use super::runtime::{
     self, ContainerConfig, ContainerState, ContainerStatus, Mount, PodRef, PortMapping, Resources, Runtime, Sandbox,
@@ -631,8 +632,12 @@ async fn environment(objects: &Objects, pod: &Pod, c: &Container) -> Result<Vec<
             (Some(v), _) => expand_vars(v, &env),
             (None, Some(from)) => {
                 if let Some(field) = &from.field_ref {
-                    field_value(pod, &field.field_path)
+                    downward::field(pod, &field.field_path)
                         .ok_or_else(|| format!("unsupported fieldRef {:?} in env var {}", field.field_path, var.name))?
+                } else if let Some(selector) = &from.resource_field_ref {
+                    let container = selector.container_name.as_deref().unwrap_or(&c.name);
+                    downward::resource(pod, container, selector, downward::NodeCapacity::of_host())
+                        .map_err(|e| format!("env var {}: {e}", var.name))?
                 } else if let Some(key) = &from.config_map_key_ref {
                     match objects.config_map(namespace, &key.name).await {
                         Ok(cm) => match cm.data.unwrap_or_default().remove(&key.key) {
@@ -664,7 +669,7 @@ async fn environment(objects: &Objects, pod: &Pod, c: &Container) -> Result<Vec<
                         Err(e) => return Err(e),
                     }
                 } else {
-                    return Err(format!("env var {}: resourceFieldRef is not supported yet", var.name));
+                    return Err(format!("env var {}: valueFrom names no source", var.name));
                 }
             }
             (None, None) => String::new(),
@@ -672,29 +677,6 @@ async fn environment(objects: &Objects, pod: &Pod, c: &Container) -> Result<Vec<
         env.push((var.name.clone(), value));
     }
     Ok(env)
-}
-
-/// A downward-API field of the pod, as `fieldRef.fieldPath` names it.
-fn field_value(pod: &Pod, path: &str) -> Option<String> {
-    let meta = &pod.metadata;
-    let status = pod.status.clone().unwrap_or_default();
-    let spec = pod.spec.clone().unwrap_or_default();
-    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
-    };
-    match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
-        "spec.nodeName" => spec.node_name.clone(),
-        "spec.serviceAccountName" => Some(spec.service_account_name.unwrap_or_default()),
-        "status.podIP" => Some(status.pod_ip.unwrap_or_default()),
-        "status.hostIP" => Some(status.host_ip.unwrap_or_default()),
-        p if p.starts_with("metadata.labels['") => in_map(&meta.labels, "metadata.labels['"),
-        p if p.starts_with("metadata.annotations['") => in_map(&meta.annotations, "metadata.annotations['"),
-        _ => None,
-    }
 }
 
 /// Expands `$(NAME)` references to earlier variables; `$$` escapes a `$`. Unknown references stay.

@@ -7,6 +7,7 @@
 //! (`runtime/`), and statuses come back to one loop here, which also serves them (`server.rs`).
 
 pub(crate) mod config;
+pub(crate) mod downward;
 pub(crate) mod kuberuntime;
 pub(crate) mod metrics;
 pub(crate) mod node;

@@ -219,7 +219,7 @@ pub(crate) async fn node_object(info: &NodeInfo, runtime: &dyn Runtime) -> Node 
     }
 }
 
-fn memory_kib() -> u64 {
+pub(crate) fn memory_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::downward;
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
 use kube::api::Api;
 
@@ -158,16 +159,23 @@ pub(crate) async fn materialize(
     } else if let Some(source) = &volume.downward_api {
         let mut files = BTreeMap::new();
         for item in source.items.iter().flatten() {
-            let field = item
-                .field_ref
-                .as_ref()
-                .ok_or_else(|| format!("downwardAPI item {:?}: only fieldRef is supported", item.path))?;
-            let value = downward_value(pod, &field.field_path).ok_or_else(|| {
-                format!(
-                    "downwardAPI item {:?}: unsupported field {:?}",
-                    item.path, field.field_path
-                )
-            })?;
+            let value = if let Some(field) = &item.field_ref {
+                downward::field(pod, &field.field_path).ok_or_else(|| {
+                    format!(
+                        "downwardAPI item {:?}: unsupported field {:?}",
+                        item.path, field.field_path
+                    )
+                })?
+            } else if let Some(selector) = &item.resource_field_ref {
+                let container = selector.container_name.as_deref().unwrap_or_default();
+                downward::resource(pod, container, selector, downward::NodeCapacity::of_host())
+                    .map_err(|e| format!("downwardAPI item {:?}: {e}", item.path))?
+            } else {
+                return Err(format!(
+                    "downwardAPI item {:?}: neither fieldRef nor resourceFieldRef",
+                    item.path
+                ));
+            };
             files.insert(
                 safe_path(&item.path)?,
                 (value.into_bytes(), item.mode.or(source.default_mode).unwrap_or(0o644)),
@@ -213,26 +221,6 @@ fn safe_path(p: &str) -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!("invalid path {p:?} in a volume"))
-    }
-}
-
-/// A downward-API field as text: the pod's name, namespace, uid, labels or annotations.
-fn downward_value(pod: &Pod, path: &str) -> Option<String> {
-    let meta = &pod.metadata;
-    let lines = |map: &Option<BTreeMap<String, String>>| {
-        map.iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
-        "metadata.labels" => Some(lines(&meta.labels)),
-        "metadata.annotations" => Some(lines(&meta.annotations)),
-        _ => None,
     }
 }
 
