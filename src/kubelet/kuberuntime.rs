@@ -243,54 +243,30 @@ pub(crate) async fn sync_pod(
 
     for container in &spec.containers {
         let (latest, _) = observed.latest(&container.name);
-        let hash = container_hash(container);
-        match latest {
+        let start = match latest {
             Some(c) if c.state == ContainerState::Running || c.state == ContainerState::Created => {
-                if c.labels.get(labels::HASH) != Some(&hash) {
+                if c.labels.get(labels::HASH) != Some(&container_hash(container)) {
                     tracing::info!(pod = %pod_ref.name, container = %container.name, "container spec changed; replacing it");
                     synced.changed = true;
                     rt.stop_container(&c.id, grace_period(pod)).await?;
-                    start_or_back_off(
-                        rt,
-                        ctx,
-                        &volumes,
-                        pod,
-                        &sandbox,
-                        container,
-                        Some(c),
-                        memory,
-                        &mut synced,
-                    )
-                    .await?;
-                } else if c.state == ContainerState::Created {
-                    synced.changed = true;
-                    rt.start_container(&c.id).await?;
+                    true
+                } else {
+                    if c.state == ContainerState::Created {
+                        synced.changed = true;
+                        rt.start_container(&c.id).await?;
+                    }
+                    false
                 }
             }
-            Some(c) => {
-                let restart = match restart_policy {
-                    "Never" => false,
-                    "OnFailure" => c.exit_code != Some(0),
-                    _ => true,
-                };
-                if restart {
-                    start_or_back_off(
-                        rt,
-                        ctx,
-                        &volumes,
-                        pod,
-                        &sandbox,
-                        container,
-                        Some(c),
-                        memory,
-                        &mut synced,
-                    )
-                    .await?;
-                }
-            }
-            None => {
-                start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, None, memory, &mut synced).await?;
-            }
+            Some(c) => match restart_policy {
+                "Never" => false,
+                "OnFailure" => c.exit_code != Some(0),
+                _ => true,
+            },
+            None => true,
+        };
+        if start {
+            start_or_back_off(rt, ctx, &volumes, pod, &sandbox, container, latest, memory, &mut synced).await?;
         }
     }
     Ok(synced)
