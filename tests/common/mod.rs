@@ -66,3 +66,64 @@ pub fn flags<A: clap::Args>(argv: &[&str]) -> A {
     }
     <Cli<A> as clap::Parser>::parse_from(std::iter::once("test").chain(argv.iter().copied())).args
 }
+
+/// Polls `check` every 50 ms until it returns `Some`, and returns that; panics naming `what`
+/// after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Registers a Ready node with this allocatable (`cpu` like "4", `memory` like "8Gi"), as a
+/// kubelet would.
+pub async fn register_node(client: &Client, name: &str, cpu: &str, memory: &str, pods: u32) {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let now = jiff::Timestamp::now().to_string();
+    let resources = serde_json::json!({"cpu": cpu, "memory": memory, "pods": pods.to_string()});
+    let status = serde_json::json!({"status": {
+        "capacity": resources, "allocatable": resources,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "lastHeartbeatTime": now, "lastTransitionTime": now}]
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// Sets a pod's phase and Ready condition through the status subresource, as its kubelet would.
+pub async fn mark_pod(client: &Client, namespace: &str, name: &str, phase: &str, ready: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams};
+    let now = jiff::Timestamp::now().to_string();
+    let flag = if ready { "True" } else { "False" };
+    let status = serde_json::json!({"status": {
+        "phase": phase, "startTime": now, "podIP": "10.244.0.10",
+        "conditions": [{"type": "Ready", "status": flag, "lastTransitionTime": now},
+                       {"type": "ContainersReady", "status": flag, "lastTransitionTime": now}]
+    }});
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
