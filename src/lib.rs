@@ -9,10 +9,14 @@ pub const KUBERNETES_VERSION: &str = "v1.37.0";
 pub mod api;
 pub mod apiserver;
 pub mod client;
+pub mod controller;
 pub(crate) mod events;
 pub mod flags;
 pub(crate) mod http_get;
+pub(crate) mod informer;
 pub mod kubelet;
+pub mod leaderelection;
+pub(crate) mod workqueue;
 
 /// An error and its causes on one line (`a: b: c`), for logs and exit messages.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

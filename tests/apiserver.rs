@@ -1,63 +1,19 @@
 //! In-process integration tests: a real apiserver on an ephemeral loopback port with its
 //! embedded store in a temporary directory, driven by kube-rs as any client would.
 
+mod common;
+
+use common::start;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use hyperkube::apiserver::{ApiServer, Args, Config};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-/// A running apiserver; stops when dropped.
-struct TestServer {
-    client: Client,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-async fn start() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let args = Args {
-        insecure_bind_address: "127.0.0.1".parse().unwrap(),
-        insecure_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        service_cluster_ip_range: "10.0.0.0/24".into(),
-        service_node_port_range: "30000-32767".into(),
-        watch_cache_size: 1000,
-        v: 0,
-    };
-    let shutdown = CancellationToken::new();
-    let server = ApiServer::new(Config::try_from(args).unwrap(), shutdown.clone())
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        server.run(token).await.unwrap();
-    });
-    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    TestServer {
-        client: Client::try_from(config).unwrap(),
-        shutdown,
-        _dir: dir,
-        task: Some(task),
-    }
-}
 
 async fn namespace(client: &Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();

@@ -39,7 +39,7 @@ enum Component {
     Apiserver(hyperkube::apiserver::Args),
     /// The controller manager.
     #[command(visible_alias = "kube-controller-manager")]
-    ControllerManager(Pending),
+    ControllerManager(Box<hyperkube::controller::Args>),
     /// The scheduler.
     #[command(visible_alias = "kube-scheduler")]
     Scheduler(Pending),
@@ -91,7 +91,10 @@ fn main() -> ExitCode {
             init_tracing(args.v);
             run(|shutdown| hyperkube::apiserver::run(args, shutdown))
         }
-        Component::ControllerManager(_) => not_built("controller-manager", 4),
+        Component::ControllerManager(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::controller::run(*args, shutdown))
+        }
         Component::Scheduler(_) => not_built("scheduler", 4),
         Component::Kubelet(args) => {
             init_tracing(args.v);
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
 }
 
 fn not_built(part: &str, issue: u32) -> ExitCode {
-    eprintln!("hyperkube: the {part} is not built yet (issue #{issue}); only the apiserver and the kubelet run today");
+    eprintln!("hyperkube: the {part} is not built yet (issue #{issue})");
     ExitCode::from(2)
 }
 

@@ -111,8 +111,8 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def apiserver_process(tmp_path_factory: pytest.TempPathFactory):
+def _start_apiserver(tmp_path_factory: pytest.TempPathFactory, label: str):
+    """Starts `hyperkube apiserver` on a free port; yields it once /readyz answers 200."""
     binary = _hyperkube_bin()
     if not binary.is_file() or not os.access(binary, os.X_OK):
         pytest.fail(
@@ -120,8 +120,8 @@ def apiserver_process(tmp_path_factory: pytest.TempPathFactory):
             "Build it (`cargo build`) or set HYPERKUBE_BIN.",
             pytrace=False,
         )
-    data_dir = tmp_path_factory.mktemp("hyperkube-data")
-    logs = tmp_path_factory.mktemp("hyperkube-logs")
+    data_dir = tmp_path_factory.mktemp(f"{label}-data")
+    logs = tmp_path_factory.mktemp(f"{label}-logs")
     stdout_path, stderr_path = logs / "apiserver.stdout", logs / "apiserver.stderr"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -160,6 +160,13 @@ def apiserver_process(tmp_path_factory: pytest.TempPathFactory):
         _stop(proc)
 
 
+
+
+@pytest.fixture(scope="session")
+def apiserver_process(tmp_path_factory: pytest.TempPathFactory):
+    yield from _start_apiserver(tmp_path_factory, "hyperkube")
+
+
 @pytest.fixture(scope="session")
 def apiserver(apiserver_process: ApiserverProcess) -> str:
     """Base URL of the running apiserver, e.g. http://127.0.0.1:34567."""
@@ -185,28 +192,7 @@ def _apiserver_still_running(request: pytest.FixtureRequest):
 def kubeconfig(apiserver: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig for the test server: plain HTTP, one context, a user with
     no credentials."""
-    path = tmp_path_factory.mktemp("kubeconfig") / "config"
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: {apiserver}
-contexts:
-- name: e2e
-  context:
-    cluster: e2e
-    user: e2e
-    namespace: default
-current-context: e2e
-preferences: {{}}
-users:
-- name: e2e
-  user: {{}}
-"""
-    )
-    return path
+    return _write_kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config", apiserver)
 
 
 def _kubectl_binary(version: str) -> Path:
@@ -289,3 +275,86 @@ def k8s_client(kubeconfig: Path):
     finally:
         socket.setdefaulttimeout(previous)
         api_client.close()
+
+
+@dataclass
+class ControlPlane:
+    """An apiserver of its own with the controller manager (and, when asked for, the
+    scheduler) running against it, so that controllers acting on objects cannot disturb
+    the tests that use the plain `apiserver`."""
+
+    apiserver: ApiserverProcess
+    kubeconfig: Path
+    api: Api
+    components: dict[str, subprocess.Popen]
+    logs_dir: Path
+
+    def logs(self) -> str:
+        parts = [self.apiserver.logs()]
+        for name in self.components:
+            parts.append(f"--- {name} stderr ---\n{_tail(self.logs_dir / f'{name}.stderr')}")
+        return "\n".join(parts)
+
+    def start(self, component: str, *flags: str) -> subprocess.Popen:
+        """Starts `hyperkube COMPONENT --kubeconfig=... FLAGS` and checks it stays up."""
+        argv = [str(_hyperkube_bin()), component, f"--kubeconfig={self.kubeconfig}", *flags]
+        with open(self.logs_dir / f"{component}.stderr", "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=REPO_ROOT)
+        self.components[component] = proc
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"`{' '.join(argv)}` exited with code {proc.returncode}\n" + self.logs(), pytrace=False)
+        return proc
+
+
+def _write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {server}
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: e2e
+    namespace: default
+current-context: e2e
+preferences: {{}}
+users:
+- name: e2e
+  user: {{}}
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory):
+    """A second apiserver with `hyperkube controller-manager` running against it."""
+    for server in _start_apiserver(tmp_path_factory, "control-plane"):
+        base = tmp_path_factory.mktemp("control-plane")
+        kubeconfig = _write_kubeconfig(base / "kubeconfig", server.url)
+        plane = ControlPlane(server, kubeconfig, Api(server.url), {}, base)
+        try:
+            plane.start("controller-manager", "--leader-elect=false")
+            yield plane
+        finally:
+            for proc in plane.components.values():
+                _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def scheduler(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with `hyperkube scheduler` running too."""
+    if "scheduler" not in control_plane.components:
+        control_plane.start("scheduler", "--leader-elect=false")
+    return control_plane
+
+
+@pytest.fixture
+def plane_kubectl(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    """kubectl 1.37 bound to the control plane's apiserver."""
+    return _make_kubectl("1.37", control_plane.kubeconfig, tmp_path_factory)

@@ -428,3 +428,48 @@ def container_by_name(pod_spec: dict, name: str) -> dict:
 
 def names(items: Iterable[dict]) -> list[str]:
     return sorted(i["metadata"]["name"] for i in items)
+
+
+# ---------------------------------------------------------------------------
+# standing in for kubelets and waiting
+
+
+def wait_for(what: str, check, timeout: float = 30.0, every: float = 0.2):
+    """Calls `check()` until it returns something truthy, and returns that; fails
+    naming `what` and the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def register_node(api: Api, name: str, cpu: str = "4", memory: str = "8Gi", pods: str = "110") -> dict:
+    """Creates a Ready node with this allocatable, as a kubelet would register it."""
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    node = api.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+                      "labels": {"kubernetes.io/hostname": name}}})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {"capacity": resources, "allocatable": resources, "conditions": [{
+        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
+        "lastHeartbeatTime": now, "lastTransitionTime": now}]}
+    r = api.patch(f"/api/v1/nodes/{name}/status", json={"status": status},
+                  headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    return node
+
+
+def mark_pod(api: Api, namespace: str, name: str, phase: str = "Running", ready: bool = True) -> dict:
+    """Sets a pod's phase and Ready condition through the status subresource, as its
+    kubelet would."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    flag = "True" if ready else "False"
+    status = {"phase": phase, "startTime": now, "podIP": "10.244.0.10", "conditions": [
+        {"type": t, "status": flag, "lastTransitionTime": now} for t in ("Ready", "ContainersReady")]}
+    r = api.patch(f"/api/v1/namespaces/{namespace}/pods/{name}/status", json={"status": status},
+                  headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    return r.json()
