@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -358,3 +359,44 @@ def scheduler(control_plane: ControlPlane) -> ControlPlane:
 def plane_kubectl(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     """kubectl 1.37 bound to the control plane's apiserver."""
     return _make_kubectl("1.37", control_plane.kubeconfig, tmp_path_factory)
+
+
+BUSYBOX = "hyperkube-test/busybox:1"
+INFRA = "hyperkube:latest"
+
+
+def docker(*args: str) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return out.stdout.strip()
+
+
+def run_kubelet(apiserver: str, tmp_path_factory: pytest.TempPathFactory, static_pod: str | None = None):
+    """Runs `hyperkube kubelet` on the Docker engine against `apiserver` as a fresh node
+    (with `static_pod` as its one manifest); yields the node's name, then stops the kubelet
+    and removes every container it made. Needs the images images/hyperkube/build.sh makes."""
+    for image in (BUSYBOX, INFRA):
+        if not docker("images", "-q", image):
+            pytest.fail(f"image {image} is missing: run images/hyperkube/build.sh (scripts/test does)", pytrace=False)
+    name = f"e2e-node-{uuid.uuid4().hex[:6]}"
+    base = tmp_path_factory.mktemp("kubelet")
+    manifests = base / "manifests"
+    manifests.mkdir()
+    if static_pod:
+        (manifests / "static.yaml").write_text(static_pod)
+    log = base / "kubelet.log"
+    proc = subprocess.Popen(
+        [
+            str(_hyperkube_bin()), "kubelet", f"--api-servers={apiserver}", f"--hostname-override={name}",
+            "--node-ip=127.0.0.1", "--port=0", f"--root-dir={base / 'root'}", f"--pod-manifest-path={manifests}",
+            f"--pod-infra-container-image={INFRA}", "--node-status-update-frequency=2s", "--sync-frequency=2s",
+        ],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"), stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield name
+    finally:
+        _stop(proc)
+        ids = docker("ps", "-aq", "--filter", f"label=io.hyperkube.node={name}").split()
+        if ids:
+            docker("rm", "-f", *ids)
+        print(log.read_text()[-4000:])

@@ -435,14 +435,18 @@ def names(items: Iterable[dict]) -> list[str]:
 
 
 def wait_for(what: str, check, timeout: float = 30.0, every: float = 0.2):
-    """Calls `check()` until it returns something truthy, and returns that; fails
-    naming `what` and the last value after `timeout` seconds."""
+    """Calls `check()` until it returns something truthy, and returns that; a `check` that
+    raises is retried too. Fails naming `what` and the last value after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except Exception as e:  # noqa: BLE001 - a failed poll is retried until the deadline
+            last = e
+        else:
+            if last:
+                return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 

@@ -7,42 +7,20 @@ its Lease renews, and a static pod shows up as a mirror pod. Needs the Docker en
 images images/hyperkube/build.sh makes (scripts/test provides both).
 """
 
+import functools
 import json
-import os
 import re
-import signal
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import _hyperkube_bin, _make_kubectl
+from conftest import BUSYBOX, _make_kubectl, docker, run_kubelet
+import e2e_util
 from e2e_util import Kubectl
 
-BUSYBOX = "hyperkube-test/busybox:1"
-INFRA = "hyperkube:latest"
-
-
-def docker(*args: str) -> str:
-    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    return out.stdout.strip()
-
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # noqa: BLE001 - a failed poll is retried until the deadline
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}", pytrace=False)
+# Containers start on a real engine, slower under load: a minute unless a test says otherwise.
+wait_for = functools.partial(e2e_util.wait_for, timeout=60.0)
 
 
 @pytest.fixture(scope="module")
@@ -53,41 +31,12 @@ def k137(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
 @pytest.fixture(scope="module")
 def node(apiserver: str, tmp_path_factory: pytest.TempPathFactory):
     """A kubelet on the Docker engine, registered as a fresh node, with one static pod."""
-    for image in (BUSYBOX, INFRA):
-        if not docker("images", "-q", image):
-            pytest.fail(f"image {image} is missing: run images/hyperkube/build.sh (scripts/test does)", pytrace=False)
-    name = f"e2e-node-{uuid.uuid4().hex[:6]}"
-    base = tmp_path_factory.mktemp("kubelet")
-    manifests = base / "manifests"
-    manifests.mkdir()
-    (manifests / "static.yaml").write_text(
+    static = (
         "apiVersion: v1\nkind: Pod\nmetadata: {name: static-web}\nspec:\n"
         "  terminationGracePeriodSeconds: 1\n"
         f"  containers: [{{name: web, image: \"{BUSYBOX}\", command: [sleep, \"3600\"]}}]\n"
     )
-    log = base / "kubelet.log"
-    proc = subprocess.Popen(
-        [
-            str(_hyperkube_bin()), "kubelet", f"--api-servers={apiserver}", f"--hostname-override={name}",
-            "--node-ip=127.0.0.1", "--port=0", f"--root-dir={base / 'root'}", f"--pod-manifest-path={manifests}",
-            f"--pod-infra-container-image={INFRA}", "--node-status-update-frequency=2s", "--sync-frequency=2s",
-        ],
-        stdout=subprocess.DEVNULL, stderr=open(log, "w"), stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield name
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        ids = docker("ps", "-aq", "--filter", f"label=io.hyperkube.node={name}").split()
-        if ids:
-            docker("rm", "-f", *ids)
-        print(log.read_text()[-4000:])
+    yield from run_kubelet(apiserver, tmp_path_factory, static_pod=static)
 
 
 def test_the_node_is_ready_and_its_lease_renews(k137: Kubectl, node: str):
