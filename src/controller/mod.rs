@@ -6,6 +6,7 @@
 
 mod endpoints;
 mod endpointslice;
+mod namespace;
 mod service_pods;
 mod serviceaccount;
 
@@ -84,6 +85,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("serviceaccount", |ctx| serviceaccount::run(ctx).boxed()),
     ("endpoint", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
+    ("namespace", |ctx| namespace::run(ctx).boxed()),
 ];
 
 /// The controllers `--controllers` selects.
