@@ -394,3 +394,147 @@ async fn a_namespace_waits_for_content_held_by_a_finalizer_and_says_so() {
     })
     .await;
 }
+
+/// An owner reference to `owner`.
+fn owner_ref(owner: &ConfigMap, block: bool) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner.name_any(), "uid": owner.uid().unwrap(),
+           "blockOwnerDeletion": block})
+}
+
+async fn gone<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    api.get_opt(name).await.unwrap().is_none()
+}
+
+/// A cluster running the garbage collector, with a namespace `gc` and its ConfigMaps.
+async fn gc_cluster() -> (Cluster, Api<ConfigMap>) {
+    let cluster = Cluster::start("garbagecollector").await;
+    cluster.namespace("gc").await;
+    let cms = Api::namespaced(cluster.client(), "gc");
+    (cluster, cms)
+}
+
+#[tokio::test]
+async fn background_deletion_removes_dependents_of_any_kind() {
+    let (cluster, cms) = gc_cluster().await;
+    let client = cluster.client();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "gc");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "gc");
+    let owner: ConfigMap = create(&cms, json!({"metadata": {"name": "owner"}})).await;
+    let other: ConfigMap = create(&cms, json!({"metadata": {"name": "other"}})).await;
+    let owned = |name: &str, refs: Vec<serde_json::Value>| json!({"metadata": {"name": name, "ownerReferences": refs}});
+    create(&cms, owned("dep-cm", vec![owner_ref(&owner, true)])).await;
+    create(&secrets, owned("dep-secret", vec![owner_ref(&owner, false)])).await;
+    create(&leases, owned("dep-lease", vec![owner_ref(&owner, false)])).await;
+    create(
+        &cms,
+        owned("two-owners", vec![owner_ref(&owner, false), owner_ref(&other, false)]),
+    )
+    .await;
+
+    cms.delete("owner", &DeleteParams::background()).await.unwrap();
+    wait_for("the dependents to go", TIMEOUT, || async {
+        (gone(&cms, "dep-cm").await && gone(&secrets, "dep-secret").await && gone(&leases, "dep-lease").await)
+            .then_some(())
+    })
+    .await;
+    // An object with an owner left stays, without the reference to the gone one.
+    let survivor = wait_for("the gone owner's reference to go", TIMEOUT, || async {
+        let cm = cms.get("two-owners").await.unwrap();
+        (cm.owner_references().len() == 1).then_some(cm)
+    })
+    .await;
+    assert_eq!(survivor.owner_references()[0].uid, other.uid().unwrap());
+}
+
+#[tokio::test]
+async fn objects_created_with_a_dangling_owner_reference_are_collected() {
+    let (_cluster, cms) = gc_cluster().await;
+    let alive: ConfigMap = create(&cms, json!({"metadata": {"name": "alive"}})).await;
+    let missing = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "never", "uid": "3b1c7e4a-0000-4000-8000-000000000000"});
+    create(
+        &cms,
+        json!({"metadata": {"name": "orphaned", "ownerReferences": [missing]}}),
+    )
+    .await;
+    create(
+        &cms,
+        json!({"metadata": {"name": "owned", "ownerReferences": [owner_ref(&alive, false)]}}),
+    )
+    .await;
+    wait_for("the object without an owner to go", TIMEOUT, || async {
+        gone(&cms, "orphaned").await.then_some(())
+    })
+    .await;
+    assert!(!gone(&cms, "owned").await, "an object whose owner exists stays");
+}
+
+#[tokio::test]
+async fn foreground_deletion_removes_dependents_before_the_owner() {
+    let (_cluster, cms) = gc_cluster().await;
+    let owner: ConfigMap = create(&cms, json!({"metadata": {"name": "owner"}})).await;
+    // A dependent that a finalizer of its own keeps for a while once deleted.
+    create(
+        &cms,
+        json!({"metadata": {"name": "slow", "finalizers": ["example.com/hold"], "ownerReferences": [owner_ref(&owner, true)]}}),
+    )
+    .await;
+    create(
+        &cms,
+        json!({"metadata": {"name": "quick", "ownerReferences": [owner_ref(&owner, true)]}}),
+    )
+    .await;
+
+    cms.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    wait_for("the dependents to be deleted", TIMEOUT, || async {
+        let slow = cms.get("slow").await.unwrap();
+        (slow.metadata.deletion_timestamp.is_some() && gone(&cms, "quick").await).then_some(())
+    })
+    .await;
+    // The owner waits for its last blocking dependent.
+    let waiting = cms.get("owner").await.unwrap();
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert_eq!(waiting.finalizers(), ["foregroundDeletion"]);
+
+    cms.patch(
+        "slow",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the owner to go after its dependents", TIMEOUT, || async {
+        gone(&cms, "owner").await.then_some(())
+    })
+    .await;
+    assert!(gone(&cms, "slow").await);
+}
+
+#[tokio::test]
+async fn orphan_deletion_leaves_the_dependents_without_the_owner_reference() {
+    let (_cluster, cms) = gc_cluster().await;
+    let owner: ConfigMap = create(&cms, json!({"metadata": {"name": "owner"}})).await;
+    for name in ["dep-1", "dep-2"] {
+        create(
+            &cms,
+            json!({"metadata": {"name": name, "ownerReferences": [owner_ref(&owner, true)]}}),
+        )
+        .await;
+    }
+    cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
+    wait_for("the owner to go", TIMEOUT, || async {
+        gone(&cms, "owner").await.then_some(())
+    })
+    .await;
+    for name in ["dep-1", "dep-2"] {
+        let dep = cms.get(name).await.unwrap();
+        assert!(
+            dep.owner_references().is_empty(),
+            "{name}: {:?}",
+            dep.owner_references()
+        );
+        assert!(dep.metadata.deletion_timestamp.is_none());
+    }
+}

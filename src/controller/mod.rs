@@ -6,6 +6,7 @@
 
 mod endpoints;
 mod endpointslice;
+mod garbagecollector;
 mod namespace;
 mod service_pods;
 mod serviceaccount;
@@ -86,6 +87,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("endpoint", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("namespace", |ctx| namespace::run(ctx).boxed()),
+    ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
 ];
 
 /// The controllers `--controllers` selects.
