@@ -538,3 +538,49 @@ async fn orphan_deletion_leaves_the_dependents_without_the_owner_reference() {
         assert!(dep.metadata.deletion_timestamp.is_none());
     }
 }
+
+#[tokio::test]
+async fn the_finalize_subresource_changes_only_a_namespaces_finalizers_and_ends_its_deletion() {
+    let server = start().await;
+    let namespaces: Api<Namespace> = Api::all(server.client.clone());
+    let ns: Namespace = create(&namespaces, json!({"metadata": {"name": "fin", "labels": {"a": "1"}}})).await;
+    assert_eq!(ns.spec.clone().unwrap().finalizers.unwrap(), ["kubernetes"]);
+
+    // A plain update cannot drop the finalizer.
+    let mut plain = ns.clone();
+    plain.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    let updated = namespaces.replace("fin", &PostParams::default(), &plain).await.unwrap();
+    assert_eq!(updated.spec.unwrap().finalizers.unwrap(), ["kubernetes"]);
+
+    namespaces.delete("fin", &DeleteParams::default()).await.unwrap();
+    let mut finalized = namespaces.get("fin").await.unwrap();
+    assert_eq!(finalized.status.clone().unwrap().phase.as_deref(), Some("Terminating"));
+    finalized.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    finalized.metadata.labels = Some([("a".to_string(), "changed".to_string())].into());
+    let stale = finalized.clone();
+    namespaces
+        .replace_subresource("finalize", "fin", &PostParams::default(), &finalized)
+        .await
+        .unwrap();
+    assert!(
+        namespaces.get_opt("fin").await.unwrap().is_none(),
+        "finalized while terminating: gone"
+    );
+    let err = namespaces
+        .replace_subresource("finalize", "fin", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+
+    // Outside a deletion only spec.finalizers changes.
+    let live: Namespace = create(&namespaces, json!({"metadata": {"name": "live", "labels": {"a": "1"}}})).await;
+    let mut change = live.clone();
+    change.spec.as_mut().unwrap().finalizers = Some(vec!["example.com/x".into()]);
+    change.metadata.labels = Some([("a".to_string(), "changed".to_string())].into());
+    let out: Namespace = namespaces
+        .replace_subresource("finalize", "live", &PostParams::default(), &change)
+        .await
+        .unwrap();
+    assert_eq!(out.spec.unwrap().finalizers.unwrap(), ["example.com/x"]);
+    assert_eq!(out.metadata.labels.unwrap()["a"], "1");
+}

@@ -23,8 +23,6 @@ const WORKERS: usize = 5;
 /// The most addresses one Endpoints object holds; the rest are cut off and the object is marked.
 const MAX_CAPACITY: usize = 1000;
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
-/// Set on the Endpoints of Services without a cluster IP.
-pub(super) const HEADLESS: &str = "service.kubernetes.io/headless";
 /// Endpoints that hold an old-style leader-election record have no Service and must stay.
 const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
@@ -112,7 +110,7 @@ impl Controller {
         let current = self.endpoints.get(&key.namespace, &key.name);
         let mut labels = service.metadata.labels.clone().unwrap_or_default();
         if headless {
-            labels.insert(HEADLESS.into(), String::new());
+            labels.insert(service_pods::HEADLESS.into(), String::new());
         }
         let mut annotations = current
             .as_ref()

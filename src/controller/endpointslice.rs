@@ -18,7 +18,6 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
 use super::Context;
-use super::endpoints::HEADLESS;
 use super::service_pods::{self, Backend, ResolvedPort};
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
@@ -28,9 +27,9 @@ use crate::workqueue::{WorkQueue, run_workers};
 const WORKERS: usize = 5;
 /// Upstream's `--max-endpoints-per-slice` default.
 const MAX_ENDPOINTS_PER_SLICE: usize = 100;
-pub(super) const SERVICE_NAME: &str = "kubernetes.io/service-name";
-pub(super) const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
-pub(super) const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 const ZONE: &str = "topology.kubernetes.io/zone";
 /// How soon a Service is synced again when the slice cache has not yet seen our own writes.
 const STALE_RETRY: Duration = Duration::from_millis(100);
@@ -227,7 +226,7 @@ fn template(service: &Service) -> EndpointSlice {
     let name = service.name_any();
     let mut labels = service.metadata.labels.clone().unwrap_or_default();
     if service_pods::is_headless(service) {
-        labels.insert(HEADLESS.into(), String::new());
+        labels.insert(service_pods::HEADLESS.into(), String::new());
     }
     labels.insert(SERVICE_NAME.into(), name.clone());
     labels.insert(MANAGED_BY.into(), CONTROLLER_NAME.into());

@@ -49,7 +49,10 @@ pub(super) fn selector(service: &Service) -> Option<&BTreeMap<String, String>> {
     spec.selector.as_ref().filter(|s| !s.is_empty())
 }
 
-/// Whether the Service has a cluster IP (upstream's `IsServiceIPSet`); those without are headless.
+/// The label on the Endpoints and EndpointSlices of Services without a cluster IP.
+pub(super) const HEADLESS: &str = "service.kubernetes.io/headless";
+
+/// Whether the Service is headless: it has no cluster IP (upstream's `!IsServiceIPSet`).
 pub(super) fn is_headless(service: &Service) -> bool {
     let ip = service
         .spec
