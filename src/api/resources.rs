@@ -164,7 +164,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
             "namespace",
             &["ns"],
             false,
-            &[status("", "v1", "Namespace")],
+            &[
+                status("", "v1", "Namespace"),
+                // The namespace controller's way to take `kubernetes` out of `spec.finalizers`.
+                Subresource {
+                    name: "finalize",
+                    group: "",
+                    version: "v1",
+                    kind: "Namespace",
+                    verbs: &["update"],
+                },
+            ],
         )
     },
     ResourceInfo {

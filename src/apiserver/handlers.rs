@@ -293,6 +293,7 @@ impl ApiServer {
             None => Target::Main,
             Some("status") => Target::Status,
             Some("scale") => Target::Scale,
+            Some("finalize") => Target::Finalize,
             Some(_) => Target::Main,
         };
         let view = View::from_request(req, query)?;

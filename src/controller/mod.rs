@@ -5,8 +5,13 @@
 //! Only the holder of the `kube-controller-manager` Lease runs them.
 
 mod deployment;
+mod endpoints;
+mod endpointslice;
+mod garbagecollector;
+mod namespace;
 mod pods;
 mod replicaset;
+mod service_pods;
 mod serviceaccount;
 
 use std::sync::Arc;
@@ -87,6 +92,10 @@ const CONTROLLERS: &[(&str, Start)] = &[
         replicaset::run_replication_controllers(ctx).boxed()
     }),
     ("deployment", |ctx| deployment::run(ctx).boxed()),
+    ("endpoint", |ctx| endpoints::run(ctx).boxed()),
+    ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
+    ("namespace", |ctx| namespace::run(ctx).boxed()),
+    ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
 ];
 
 /// The controllers `--controllers` selects.

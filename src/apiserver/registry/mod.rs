@@ -43,6 +43,8 @@ pub(crate) enum Target {
     Status,
     /// `.../scale`: an autoscaling/v1 Scale standing for `spec.replicas`.
     Scale,
+    /// `namespaces/NAME/finalize`: only `spec` (its `finalizers`) changes.
+    Finalize,
 }
 
 /// The query of a list or watch.
@@ -370,10 +372,11 @@ impl<S: Strategy> Registry<S> {
             // A scale write arrives as the whole object with only spec.replicas changed.
             Target::Main | Target::Scale if has_status => copy_field(&mut proposed, &old_doc, "status"),
             Target::Main | Target::Scale => {}
-            Target::Status => {
+            Target::Status | Target::Finalize => {
+                let field = if target == Target::Status { "status" } else { "spec" };
                 let mut next = old_doc.clone();
-                copy_field(&mut next, &proposed, "status");
-                // The status endpoint still honours the client's resourceVersion precondition.
+                copy_field(&mut next, &proposed, field);
+                // The subresource still honours the client's resourceVersion precondition.
                 next["metadata"]["resourceVersion"] = proposed["metadata"]["resourceVersion"].clone();
                 proposed = next;
             }
@@ -400,7 +403,7 @@ impl<S: Strategy> Registry<S> {
         self.bind_namespace(new.metadata_mut(), ns.as_deref())?;
         carry_system_metadata(new.metadata_mut(), old.metadata());
         self.strategy.default(&mut new);
-        if target != Target::Status {
+        if target == Target::Main || target == Target::Scale {
             self.strategy.prepare_for_update(&mut new, &old);
         }
         let mut errs = validation::validate_object_meta(new.metadata(), self.info.namespaced, S::NAME_RULE);
