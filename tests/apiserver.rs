@@ -274,3 +274,34 @@ async fn pods_on_a_node_wait_for_their_grace_period_unless_forced() {
     let err = pods.get("p").await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_without_a_resource_version_all_apply() {
+    let server = start().await;
+    namespace(&server.client, "patches").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "patches");
+    cms.create(&PostParams::default(), &configmap("shared", "0"))
+        .await
+        .unwrap();
+    // Like controllers and kubectl writing one object at once: each patch names no
+    // resourceVersion, so a race makes the server retry it on the newer object.
+    let writers = (0..32).map(|i| {
+        let cms = cms.clone();
+        async move {
+            let patch = json!({"data": {format!("k{i}"): i.to_string()}});
+            cms.patch("shared", &PatchParams::default(), &Patch::Merge(patch)).await
+        }
+    });
+    for result in futures::future::join_all(writers).await {
+        result.expect("a patch without a resourceVersion never conflicts");
+    }
+    let data = cms.get("shared").await.unwrap().data.unwrap();
+    assert_eq!(data.len(), 33, "every patch landed: {data:?}");
+    // A patch that names a stale resourceVersion still conflicts.
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "data": {"late": "x"}});
+    let err = cms
+        .patch("shared", &PatchParams::default(), &Patch::Merge(stale))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err}");
+}

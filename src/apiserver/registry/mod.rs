@@ -154,8 +154,10 @@ pub(crate) struct Registry<S: Strategy> {
     store: Arc<dyn Store>,
 }
 
-/// How many times a write retries after losing a race to another writer.
-const MAX_RETRIES: usize = 16;
+/// How many times a write retries after losing a race to another writer. Upstream retries
+/// until the request times out; each try costs one read of the in-memory object, and every
+/// lost race means another writer won, so N writers at once finish within N tries.
+const MAX_RETRIES: usize = 1000;
 
 impl<S: Strategy> Registry<S> {
     pub(crate) fn new(info: &'static ResourceInfo, strategy: S, store: Arc<dyn Store>) -> Self {
@@ -853,10 +855,18 @@ impl<S: Strategy> Rest for Registry<S> {
                     patch::PatchError::Malformed(message) => Error::BadRequest(message),
                     patch::PatchError::NotApplicable(message) => Error::UnprocessablePatch(message),
                 })?;
-                match target {
-                    Target::Scale => self.apply_scale(current, &doc),
-                    _ => Ok(doc),
+                let mut next = match target {
+                    Target::Scale => self.apply_scale(current, &doc)?,
+                    _ => doc,
+                };
+                // A patch that does not name a resourceVersion applies to whatever is current:
+                // a racing write makes it retry on the newer object, not fail with 409.
+                if next["metadata"]["resourceVersion"].as_str() == Some(current.mod_revision.to_string().as_str())
+                    && let Some(meta) = next["metadata"].as_object_mut()
+                {
+                    meta.remove("resourceVersion");
                 }
+                Ok(next)
             })
             .await?;
         self.scale_view(out, target)
