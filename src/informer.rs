@@ -225,11 +225,6 @@ impl Factory {
         })
     }
 
-    /// The client the informers watch through, for writes.
-    pub(crate) fn client(&self) -> &kube::Client {
-        &self.client
-    }
-
     /// The shared informer on every `K` in the cluster.
     pub(crate) fn get<K>(&self) -> Arc<Informer<K>>
     where
