@@ -4,6 +4,7 @@
 //! (`crate::workqueue`) and syncs one key at a time per worker, with back-off on failure.
 //! Only the holder of the `kube-controller-manager` Lease runs them.
 
+mod nodelifecycle;
 mod serviceaccount;
 
 use std::sync::Arc;
@@ -77,7 +78,10 @@ impl Context {
 type Start = fn(Arc<Context>) -> BoxFuture<'static, ()>;
 
 /// Every controller by upstream's name, in the order they start.
-const CONTROLLERS: &[(&str, Start)] = &[("serviceaccount", |ctx| serviceaccount::run(ctx).boxed())];
+const CONTROLLERS: &[(&str, Start)] = &[
+    ("serviceaccount", |ctx| serviceaccount::run(ctx).boxed()),
+    ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
+];
 
 /// The controllers `--controllers` selects.
 fn selected(flags: &[String]) -> Result<Vec<(&'static str, Start)>, Error> {

@@ -96,9 +96,12 @@ impl Strategy for PodStrategy {
         let spec = pod.spec.get_or_insert_with(Default::default);
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
         for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            let present = tolerations
-                .iter()
-                .any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref().is_none_or(|e| e == "NoExecute"));
+            // As upstream's DefaultTolerationSeconds plugin: any toleration of the key (or of every
+            // key) for NoExecute (or every effect) stands, whatever its operator and seconds.
+            let present = tolerations.iter().any(|t| {
+                t.key.as_deref().is_none_or(|k| k.is_empty() || k == key)
+                    && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
+            });
             if !present {
                 tolerations.push(Toleration {
                     key: Some(key.into()),

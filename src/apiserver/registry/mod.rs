@@ -440,9 +440,14 @@ impl<S: Strategy> Registry<S> {
         if &new_doc == old_doc {
             return Ok(Some(current.value.clone()));
         }
+        // As upstream's `ShouldDeleteDuringUpdate`: only an update that lifts the last thing holding
+        // a deletion finishes it; a terminating pod's status updates leave it in place.
         let finished = new.metadata().deletion_timestamp.is_some()
             && new.metadata().finalizers.as_ref().is_none_or(Vec::is_empty)
-            && !self.strategy.blocks_deletion(new);
+            && !self.strategy.blocks_deletion(new)
+            && serde_json::from_value::<S::Object>(old_doc.clone()).is_ok_and(|old| {
+                old.metadata().finalizers.as_ref().is_some_and(|f| !f.is_empty()) || self.strategy.blocks_deletion(&old)
+            });
         if dry_run {
             return Ok(Some(self.encode(new)?));
         }

@@ -1,0 +1,227 @@
+//! In-process tests of the node lifecycle, DaemonSet and Job controllers: a real apiserver, the
+//! controller manager running only the controller under test, and the test standing in for the
+//! kubelets (node registration, Lease renewal, pod phases).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, flags, mark_pod, register_node, start, wait_for};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The controller manager, stopped when dropped.
+struct ControllerManager {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.task.abort();
+    }
+}
+
+fn controller_manager(server: &TestServer, extra: &[&str]) -> ControllerManager {
+    let mut argv = vec!["--master", &server.url, "--leader-elect=false"];
+    argv.extend_from_slice(extra);
+    let args: hyperkube::controller::Args = flags(&argv);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { hyperkube::controller::run(args, token).await.unwrap() });
+    ControllerManager { shutdown, task }
+}
+
+/// Renews `node`'s Lease in `kube-node-lease` every 500 ms, as its kubelet would, until dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn heartbeat(client: &Client, node: &str) -> Heartbeat {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let node = node.to_string();
+    Heartbeat(tokio::spawn(async move {
+        loop {
+            let lease: Lease = serde_json::from_value(json!({
+                "metadata": {"name": node, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": 40,
+                         "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}
+            }))
+            .unwrap();
+            leases.replace(&node, &PostParams::default(), &lease).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }))
+}
+
+fn taint_keys(node: &Node) -> Vec<(String, String)> {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    taints.into_iter().map(|t| (t.key, t.effect)).collect()
+}
+
+fn ready_condition(node: &Node) -> Option<(String, Option<String>)> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((ready.status.clone(), ready.reason.clone()))
+}
+
+/// A running pod on `node`, as bound and started there.
+async fn pod_on_node(client: &Client, name: &str, node: &str, tolerations: serde_json::Value) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "tolerations": tolerations,
+                 "containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    mark_pod(client, "default", name, "Running", true).await;
+    pods.get(name).await.unwrap()
+}
+
+fn pod_ready(pod: &Pod) -> Option<&str> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    Some(conditions.iter().find(|c| c.type_ == "Ready")?.status.as_str())
+}
+
+#[tokio::test]
+async fn a_node_that_stops_heartbeating_is_tainted_and_its_pods_evicted_by_their_tolerations() {
+    let server = start().await;
+    let client = server.client.clone();
+    register_node(&client, "alive", "4", "8Gi", 110).await;
+    register_node(&client, "silent", "4", "8Gi", 110).await;
+    let _alive = heartbeat(&client, "alive");
+    let unreachable = |seconds: Option<u32>| {
+        json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": seconds}])
+    };
+    pod_on_node(&client, "prompt", "silent", unreachable(Some(0))).await;
+    pod_on_node(&client, "patient", "silent", unreachable(Some(3))).await;
+    pod_on_node(&client, "forever", "silent", unreachable(None)).await;
+    pod_on_node(&client, "defaulted", "silent", json!([])).await;
+    pod_on_node(&client, "elsewhere", "alive", json!([])).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    let _cm = controller_manager(
+        &server,
+        &[
+            "--controllers=nodelifecycle",
+            "--node-monitor-grace-period=2s",
+            "--node-monitor-period=200ms",
+        ],
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let silent = wait_for("the silent node to become Unknown and tainted", TIMEOUT, || async {
+        let node = nodes.get("silent").await.unwrap();
+        let tainted = !taint_keys(&node).is_empty();
+        (ready_condition(&node)? == ("Unknown".into(), Some("NodeStatusUnknown".into())) && tainted).then_some(node)
+    })
+    .await;
+    let unreachable_taints = [
+        ("node.kubernetes.io/unreachable".to_string(), "NoSchedule".to_string()),
+        ("node.kubernetes.io/unreachable".to_string(), "NoExecute".to_string()),
+    ];
+    assert_eq!(taint_keys(&silent), unreachable_taints);
+    let ready = silent
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.message.as_deref(), Some("Kubelet stopped posting node status."));
+
+    // Tolerating for 0 seconds goes at once; the patient pod waits for its 3 seconds.
+    let deleting = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.get(name)
+                .await
+                .unwrap()
+                .metadata
+                .deletion_timestamp
+                .is_some()
+                .then_some(())
+        }
+    };
+    wait_for("the prompt pod to be evicted", TIMEOUT, || deleting("prompt")).await;
+    let patient = pods.get("patient").await.unwrap();
+    assert!(
+        patient.metadata.deletion_timestamp.is_none(),
+        "evicted before its toleration ran out"
+    );
+    assert_eq!(
+        pod_ready(&patient),
+        Some("False"),
+        "pods on a node that is not ready are not ready"
+    );
+    let evicted = pods.get("prompt").await.unwrap();
+    let reasons: Vec<_> = evicted
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.reason)
+        .collect();
+    assert!(reasons.contains(&"DeletionByTaintManager".to_string()), "{reasons:?}");
+    // Terminating, it waits for its kubelet; a status update does not end that wait.
+    mark_pod(&client, "default", "prompt", "Running", false).await;
+    assert!(
+        pods.get("prompt").await.is_ok(),
+        "a status update finished a graceful deletion"
+    );
+    wait_for("the patient pod to be evicted", TIMEOUT, || deleting("patient")).await;
+
+    let healthy = nodes.get("alive").await.unwrap();
+    assert_eq!(
+        ready_condition(&healthy).unwrap().0,
+        "True",
+        "a node renewing its Lease stays Ready"
+    );
+    assert!(taint_keys(&healthy).is_empty());
+    let untouched = pods.get("elsewhere").await.unwrap();
+    assert!(untouched.metadata.deletion_timestamp.is_none());
+    assert_eq!(pod_ready(&untouched), Some("True"));
+    for name in ["forever", "defaulted"] {
+        let pod = pods.get(name).await.unwrap();
+        assert!(
+            pod.metadata.deletion_timestamp.is_none(),
+            "{name} was evicted before its time"
+        );
+    }
+
+    // The kubelet comes back and posts Ready: the taints go.
+    let _silent = heartbeat(&client, "silent");
+    let now = jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
+    nodes
+        .patch_status("silent", &PatchParams::default(), &Patch::Strategic(status))
+        .await
+        .unwrap();
+    wait_for("the taints to go once the node is Ready again", TIMEOUT, || async {
+        taint_keys(&nodes.get("silent").await.unwrap()).is_empty().then_some(())
+    })
+    .await;
+
+    // A NoExecute taint a pod does not tolerate at all evicts it at once.
+    let taint = json!({"spec": {"taints": [{"key": "example.com/maintenance", "effect": "NoExecute"}]}});
+    nodes
+        .patch("alive", &PatchParams::default(), &Patch::Merge(taint))
+        .await
+        .unwrap();
+    wait_for("the untolerating pod to be evicted", TIMEOUT, || deleting("elsewhere")).await;
+}
