@@ -7,10 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, flags, mark_pod, register_node, start, wait_for};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -224,4 +225,181 @@ async fn a_node_that_stops_heartbeating_is_tainted_and_its_pods_evicted_by_their
         .await
         .unwrap();
     wait_for("the untolerating pod to be evicted", TIMEOUT, || deleting("elsewhere")).await;
+}
+
+fn job_condition(job: &Job, type_: &str) -> Option<String> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == type_ && c.status == "True")?;
+    c.reason.clone()
+}
+
+/// The job's pods that have not finished, by name.
+async fn running_pods(pods: &Api<Pod>, job: &str) -> Vec<String> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+            p.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
+        })
+        .map(|p| p.name_any())
+        .collect()
+}
+
+async fn create_job(client: &Client, name: &str, spec: serde_json::Value) -> Api<Job> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let mut spec = spec;
+    spec["template"] = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
+    let job: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    jobs
+}
+
+#[tokio::test]
+async fn a_job_runs_parallelism_pods_at_a_time_until_completions_succeed() {
+    let server = start().await;
+    let client = server.client.clone();
+    let _cm = controller_manager(&server, &["--controllers=job"]);
+    let jobs = create_job(&client, "three", json!({"completions": 3, "parallelism": 2})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    let first = wait_for("two pods", TIMEOUT, || async {
+        let running = running_pods(&pods, "three").await;
+        (running.len() == 2).then_some(running)
+    })
+    .await;
+    let pod = pods.get(&first[0]).await.unwrap();
+    assert!(
+        pod.finalizers()
+            .contains(&"batch.kubernetes.io/job-tracking".to_string())
+    );
+    let labels = pod.labels();
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "three");
+    assert_eq!(
+        labels["controller-uid"],
+        jobs.get("three").await.unwrap().uid().unwrap()
+    );
+    mark_pod(&client, "default", &first[0], "Running", true).await;
+    wait_for("the job to count one ready pod", TIMEOUT, || async {
+        (jobs.get("three").await.unwrap().status?.ready? == 1).then_some(())
+    })
+    .await;
+
+    // Each success makes room for one more pod, never more than the completions left.
+    let mut succeeded = Vec::new();
+    for round in 0..3 {
+        let running = wait_for("a pod to mark succeeded", TIMEOUT, || async {
+            let running = running_pods(&pods, "three").await;
+            (running.len() == (3 - round).min(2)).then_some(running)
+        })
+        .await;
+        mark_pod(&client, "default", &running[0], "Succeeded", false).await;
+        succeeded.push(running[0].clone());
+    }
+    let done = wait_for("the job to complete", TIMEOUT, || async {
+        let job = jobs.get("three").await.unwrap();
+        job_condition(&job, "Complete").is_some().then_some(job)
+    })
+    .await;
+    assert_eq!(job_condition(&done, "Complete").as_deref(), Some("CompletionsReached"));
+    assert_eq!(
+        job_condition(&done, "SuccessCriteriaMet").as_deref(),
+        Some("CompletionsReached")
+    );
+    let status = done.status.unwrap();
+    assert_eq!(
+        (status.succeeded, status.failed, status.active),
+        (Some(3), Some(0), Some(0))
+    );
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
+    // Counted, the pods are let go of.
+    for name in succeeded {
+        let pod = pods.get(&name).await.unwrap();
+        assert!(pod.finalizers().is_empty(), "{name} still holds its finalizer");
+    }
+}
+
+#[tokio::test]
+async fn a_job_fails_when_its_pods_fail_more_often_than_its_backoff_limit() {
+    let server = start().await;
+    let client = server.client.clone();
+    let _cm = controller_manager(&server, &["--controllers=job"]);
+    let jobs = create_job(&client, "flaky", json!({"backoffLimit": 1})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    let mut failed = Vec::new();
+    for attempt in 1..=2 {
+        // The second pod comes after upstream's 10 s back-off.
+        let running = wait_for("a pod to fail", Duration::from_secs(45), || async {
+            let running = running_pods(&pods, "flaky").await;
+            (running.len() == 1).then_some(running)
+        })
+        .await;
+        mark_pod(&client, "default", &running[0], "Failed", false).await;
+        failed.push(running[0].clone());
+        if attempt == 1 {
+            wait_for("the first failure to be counted", TIMEOUT, || async {
+                (jobs.get("flaky").await.unwrap().status?.failed? == 1).then_some(())
+            })
+            .await;
+            let job = jobs.get("flaky").await.unwrap();
+            assert!(
+                job_condition(&job, "Failed").is_none(),
+                "one failure is within the limit"
+            );
+        }
+    }
+    let job = wait_for("the job to fail", TIMEOUT, || async {
+        let job = jobs.get("flaky").await.unwrap();
+        job_condition(&job, "Failed").is_some().then_some(job)
+    })
+    .await;
+    assert_eq!(job_condition(&job, "Failed").as_deref(), Some("BackoffLimitExceeded"));
+    assert_eq!(
+        job_condition(&job, "FailureTarget").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let status = job.status.unwrap();
+    assert_eq!(
+        (status.failed, status.succeeded, status.active),
+        (Some(2), Some(0), Some(0))
+    );
+    assert!(
+        running_pods(&pods, "flaky").await.is_empty(),
+        "no pod replaces the last failure"
+    );
+}
+
+#[tokio::test]
+async fn a_job_past_its_active_deadline_fails_and_its_pods_are_deleted() {
+    let server = start().await;
+    let client = server.client.clone();
+    let _cm = controller_manager(&server, &["--controllers=job"]);
+    let jobs = create_job(
+        &client,
+        "slow",
+        json!({"activeDeadlineSeconds": 2, "parallelism": 2, "completions": 4}),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for("two pods", TIMEOUT, || async {
+        (running_pods(&pods, "slow").await.len() == 2).then_some(())
+    })
+    .await;
+    let job = wait_for("the job to fail", TIMEOUT, || async {
+        let job = jobs.get("slow").await.unwrap();
+        job_condition(&job, "Failed").is_some().then_some(job)
+    })
+    .await;
+    assert_eq!(job_condition(&job, "Failed").as_deref(), Some("DeadlineExceeded"));
+    let left = pods.list(&ListParams::default().labels("job-name=slow")).await.unwrap();
+    assert!(
+        left.items.is_empty(),
+        "the running pods were deleted: {:?}",
+        left.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+    assert_eq!(job.status.unwrap().failed, Some(2), "deleted pods count as failed");
 }
