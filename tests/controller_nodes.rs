@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, flags, mark_pod, register_node, start, wait_for};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -402,4 +403,173 @@ async fn a_job_past_its_active_deadline_fails_and_its_pods_are_deleted() {
         left.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
     );
     assert_eq!(job.status.unwrap().failed, Some(2), "deleted pods count as failed");
+}
+
+/// The node a daemon pod's required affinity names.
+fn affinity_node(pod: &Pod) -> Option<String> {
+    let affinity = pod.spec.as_ref()?.affinity.as_ref()?.node_affinity.as_ref()?;
+    let terms = &affinity
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    let fields = terms.first()?.match_fields.as_ref()?;
+    assert_eq!(
+        (fields[0].key.as_str(), fields[0].operator.as_str()),
+        ("metadata.name", "In")
+    );
+    fields[0].values.as_ref()?.first().cloned()
+}
+
+/// The daemon set's pods not being deleted, by the node their affinity names.
+async fn daemon_pods(pods: &Api<Pod>) -> std::collections::BTreeMap<String, Pod> {
+    let list = pods.list(&ListParams::default().labels("app=agent")).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (affinity_node(&p).unwrap(), p))
+        .collect()
+}
+
+/// Binds a daemon pod where its affinity says and reports it running and ready, as the scheduler
+/// and the node's kubelet would.
+async fn bind_and_start(client: &Client, pod: &Pod) {
+    let name = pod.name_any();
+    let node = affinity_node(pod).unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+    let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&binding).unwrap())
+        .unwrap();
+    client.request_text(request).await.unwrap();
+    mark_pod(client, "default", &name, "Running", true).await;
+}
+
+#[tokio::test]
+async fn a_daemon_set_runs_one_pod_on_each_eligible_node_and_rolls_updates() {
+    let server = start().await;
+    let client = server.client.clone();
+    let nodes: Api<Node> = Api::all(client.clone());
+    for name in ["edge-a", "edge-b", "edge-tainted", "core"] {
+        register_node(&client, name, "4", "8Gi", 110).await;
+        let role = if name == "core" { "core" } else { "edge" };
+        nodes
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"role": role}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let taint = json!({"spec": {"taints": [{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]}});
+    nodes
+        .patch("edge-tainted", &PatchParams::default(), &Patch::Merge(taint))
+        .await
+        .unwrap();
+    let _cm = controller_manager(&server, &["--controllers=daemonset"]);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                 "template": {"metadata": {"labels": {"app": "agent"}},
+                              "spec": {"nodeSelector": {"role": "edge"},
+                                       "containers": [{"name": "agent", "image": "agent:1"}]}}}
+    }))
+    .unwrap();
+    daemonsets.create(&PostParams::default(), &ds).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    let placed = wait_for("a pod for each eligible node", TIMEOUT, || async {
+        let placed = daemon_pods(&pods).await;
+        (placed.len() == 2).then_some(placed)
+    })
+    .await;
+    assert_eq!(
+        placed.keys().collect::<Vec<_>>(),
+        ["edge-a", "edge-b"],
+        "none for the tainted or core node"
+    );
+    let pod = &placed["edge-a"];
+    let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
+    let unreachable = tolerations
+        .iter()
+        .find(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable"))
+        .unwrap();
+    assert_eq!(
+        unreachable.toleration_seconds, None,
+        "daemons tolerate unreachable nodes for good"
+    );
+    assert!(pod.labels().contains_key("controller-revision-hash"));
+    for pod in placed.values() {
+        bind_and_start(&client, pod).await;
+    }
+    wait_for("the status to count two ready pods", TIMEOUT, || async {
+        let status = daemonsets.get("agent").await.unwrap().status?;
+        let counts = (
+            status.desired_number_scheduled,
+            status.current_number_scheduled,
+            status.number_ready,
+            status.number_available,
+            status.updated_number_scheduled,
+            status.number_misscheduled,
+        );
+        (counts == (2, 2, 2, Some(2), Some(2), 0) && status.observed_generation == Some(1)).then_some(())
+    })
+    .await;
+
+    // A new eligible node gets its pod.
+    register_node(&client, "edge-new", "4", "8Gi", 110).await;
+    nodes
+        .patch(
+            "edge-new",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"role": "edge"}}})),
+        )
+        .await
+        .unwrap();
+    let placed = wait_for("a pod for the new node", TIMEOUT, || async {
+        let placed = daemon_pods(&pods).await;
+        placed.contains_key("edge-new").then_some(placed)
+    })
+    .await;
+    bind_and_start(&client, &placed["edge-new"]).await;
+
+    // A new template replaces the pods one node at a time (maxUnavailable 1).
+    let old_hash = placed["edge-a"].labels()["controller-revision-hash"].clone();
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "agent:2"}]}}}});
+    daemonsets
+        .patch("agent", &PatchParams::default(), &Patch::Strategic(image))
+        .await
+        .unwrap();
+    for round in 1..=3 {
+        let fresh = wait_for("the next pod of the new template", TIMEOUT, || async {
+            let placed = daemon_pods(&pods).await;
+            let fresh: Vec<Pod> = placed
+                .values()
+                .filter(|p| p.labels()["controller-revision-hash"] != old_hash)
+                .cloned()
+                .collect();
+            (fresh.len() == round).then_some((placed, fresh))
+        })
+        .await;
+        let (placed, fresh) = fresh;
+        let old = placed.len() - fresh.len();
+        assert_eq!(old, 3 - round, "more than one pod was replaced at once");
+        let waiting: Vec<&Pod> = fresh
+            .iter()
+            .filter(|p| p.spec.as_ref().unwrap().node_name.is_none())
+            .collect();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(
+            waiting[0].spec.as_ref().unwrap().containers[0].image.as_deref(),
+            Some("agent:2")
+        );
+        bind_and_start(&client, waiting[0]).await;
+    }
+    wait_for("every pod to be updated", TIMEOUT, || async {
+        let status = daemonsets.get("agent").await.unwrap().status?;
+        (status.updated_number_scheduled == Some(3) && status.number_available == Some(3)).then_some(())
+    })
+    .await;
 }

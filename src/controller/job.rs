@@ -184,7 +184,7 @@ fn is_active(pod: &Pod) -> bool {
     !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
-fn is_ready(pod: &Pod) -> bool {
+pub(super) fn is_ready(pod: &Pod) -> bool {
     let conditions = pod
         .status
         .as_ref()
@@ -614,7 +614,7 @@ impl JobController {
     }
 }
 
-fn not_found(err: &kube::Error) -> bool {
+pub(super) fn not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
 }
 

@@ -4,6 +4,7 @@
 //! (`crate::workqueue`) and syncs one key at a time per worker, with back-off on failure.
 //! Only the holder of the `kube-controller-manager` Lease runs them.
 
+mod daemonset;
 mod job;
 mod nodelifecycle;
 mod serviceaccount;
@@ -82,6 +83,7 @@ type Start = fn(Arc<Context>) -> BoxFuture<'static, ()>;
 const CONTROLLERS: &[(&str, Start)] = &[
     ("serviceaccount", |ctx| serviceaccount::run(ctx).boxed()),
     ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
+    ("daemonset", |ctx| daemonset::run(ctx).boxed()),
     ("job", |ctx| job::run(ctx).boxed()),
 ];
 

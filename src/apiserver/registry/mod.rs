@@ -851,6 +851,11 @@ impl<S: Strategy> Rest for Registry<S> {
                     Target::Scale => scale_of(&current.value)?,
                     _ => serde_json::from_slice(&current.value).map_err(|e| Error::Internal(e.to_string()))?,
                 };
+                // Only a resourceVersion the patch itself carries is a precondition; the one read
+                // here must not turn losing a race into a conflict instead of a retry.
+                if let Some(meta) = doc["metadata"].as_object_mut() {
+                    meta.remove("resourceVersion");
+                }
                 patch::apply(&mut doc, patch_type, patch).map_err(|e| match e {
                     patch::PatchError::Malformed(message) => Error::BadRequest(message),
                     patch::PatchError::NotApplicable(message) => Error::UnprocessablePatch(message),
