@@ -24,7 +24,7 @@ use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
 use super::Context;
-use super::job::{Expectations, controller_ref, is_ready, not_found};
+use super::job::{Expectations, controlled_by, controller_ref, is_ready, not_found};
 use crate::api::pod::{matches_node, tolerates};
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
@@ -81,16 +81,10 @@ pub(super) async fn run(ctx: Arc<Context>) {
     controller.pods.add_handler({
         let (queue, controller) = (queue.clone(), controller.clone());
         move |change| {
-            let Some(ds) = owner_key(change.object()) else { return };
-            match change {
-                Change::Added(_) => controller.expectations.created(&ds),
-                Change::Deleted(_) => controller.expectations.deleted(&ds),
-                Change::Updated { old, new } => {
-                    if old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some() {
-                        controller.expectations.deleted(&ds);
-                    }
-                }
-            }
+            let Some(ds) = controlled_by::<DaemonSet>(change.object()) else {
+                return;
+            };
+            controller.expectations.observe(&ds, change);
             queue.add(ds);
         }
     });
@@ -119,12 +113,6 @@ pub(super) async fn run(ctx: Arc<Context>) {
         async move { controller.sync(&key).await }
     })
     .await;
-}
-
-fn owner_key(pod: &Pod) -> Option<ObjectKey> {
-    let owner = pod.owner_references().iter().find(|o| o.controller == Some(true))?;
-    (owner.kind == "DaemonSet" && owner.api_version == "apps/v1")
-        .then(|| ObjectKey::new(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
 }
 
 /// Whether a daemon pod should be placed on `node`, and whether one already there may stay

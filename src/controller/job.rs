@@ -88,6 +88,20 @@ impl<K: Eq + Hash + Clone> Expectations<K> {
         }
     }
 
+    /// Counts what `change` to one of `key`'s objects shows: a creation, or a deletion (the
+    /// object gone or marked for deletion).
+    pub(super) fn observe<T: Resource>(&self, key: &K, change: &Change<'_, T>) {
+        match change {
+            Change::Added(_) => self.created(key),
+            Change::Deleted(_) => self.deleted(key),
+            Change::Updated { old, new } => {
+                if old.meta().deletion_timestamp.is_none() && new.meta().deletion_timestamp.is_some() {
+                    self.deleted(key);
+                }
+            }
+        }
+    }
+
     /// Whether the cache shows everything made for `key`, so that a sync may act on it.
     pub(super) fn satisfied(&self, key: &K) -> bool {
         self.lock()
@@ -161,10 +175,10 @@ pub(super) async fn run(ctx: Arc<Context>) {
     .await;
 }
 
-/// The Job `pod` belongs to: its controller owner of kind Job.
-fn owner_key(pod: &Pod) -> Option<ObjectKey> {
+/// The `K` that controls `pod`, named by its controller owner reference.
+pub(super) fn controlled_by<K: Resource<DynamicType = ()>>(pod: &Pod) -> Option<ObjectKey> {
     let owner = pod.owner_references().iter().find(|o| o.controller == Some(true))?;
-    (owner.kind == "Job" && owner.api_version == "batch/v1")
+    (owner.kind == K::kind(&()) && owner.api_version == K::api_version(&()))
         .then(|| ObjectKey::new(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
 }
 
@@ -288,16 +302,8 @@ fn time_left(spec: &JobSpec, status: &JobStatus) -> Option<jiff::SignedDuration>
 impl JobController {
     fn pod_changed(&self, change: &Change<'_, Pod>, queue: &WorkQueue<ObjectKey>) {
         let pod = change.object();
-        let Some(job) = owner_key(pod) else { return };
-        match change {
-            Change::Added(_) => self.expectations.created(&job),
-            Change::Deleted(_) => self.expectations.deleted(&job),
-            Change::Updated { old, new } => {
-                if old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some() {
-                    self.expectations.deleted(&job);
-                }
-            }
-        }
+        let Some(job) = controlled_by::<Job>(pod) else { return };
+        self.expectations.observe(&job, change);
         if matches!(change, Change::Deleted(_)) || !has_finalizer(pod) {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             self.finalizers_removed
@@ -583,7 +589,7 @@ impl JobController {
     /// was made again): nothing will count them, so their finalizer must not hold them.
     async fn release_orphans(&self, key: &ObjectKey, uid: Option<&str>) -> Result<(), Error> {
         for pod in self.pods.list_namespace(&key.namespace) {
-            let orphan = owner_key(&pod).as_ref() == Some(key)
+            let orphan = controlled_by::<Job>(&pod).as_ref() == Some(key)
                 && !pod.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid);
             if orphan && has_finalizer(&pod) {
                 self.remove_finalizer(&pod).await?;
@@ -703,7 +709,7 @@ mod tests {
             ("Job", "u1", Some(true))
         );
         assert_eq!(
-            owner_key(&Pod {
+            controlled_by::<Job>(&Pod {
                 metadata: ObjectMeta {
                     namespace: Some("default".into()),
                     ..pod.metadata.clone()

@@ -819,6 +819,37 @@ mod tests {
     }
 
     #[test]
+    fn default_toleration_seconds_respect_tolerations_the_pod_has() {
+        let defaulted = |tolerations: Value| {
+            let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"tolerations": tolerations,
+                "containers": [{"name": "a", "image": "busybox"}]}}));
+            PodStrategy.prepare_for_create(&mut p);
+            let tolerations = p.spec.unwrap().tolerations.unwrap();
+            tolerations
+                .into_iter()
+                .map(|t| (t.key, t.toleration_seconds))
+                .collect::<Vec<_>>()
+        };
+        let key = |k: &str| Some(k.to_string());
+        assert_eq!(
+            defaulted(json!([])),
+            [
+                (key("node.kubernetes.io/not-ready"), Some(300)),
+                (key("node.kubernetes.io/unreachable"), Some(300))
+            ]
+        );
+        // Tolerating everything, or one key for every effect, leaves nothing to add.
+        assert_eq!(defaulted(json!([{"operator": "Exists"}])), [(None, None)]);
+        assert_eq!(
+            defaulted(json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 5}])),
+            [
+                (key("node.kubernetes.io/unreachable"), Some(5)),
+                (key("node.kubernetes.io/not-ready"), Some(300))
+            ]
+        );
+    }
+
+    #[test]
     fn pod_validation_names_missing_fields() {
         let p = pod(
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}]}}),
