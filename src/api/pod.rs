@@ -1,10 +1,14 @@
 //! Pod defaults and validation, shared by the apiserver (every pod and pod template it stores)
 //! and the kubelet (static pods it reads from files). Mirrors upstream's
-//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pod specs.
+//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pod specs, and the
+//! node-placement helpers of `k8s.io/component-helpers/scheduling/corev1` (taints against
+//! tolerations, node selectors and required node affinity) that controllers share.
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{
+    Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
+};
 
 use crate::api::validation::{FieldError, NameRule, is_dns1123_label};
 
@@ -171,4 +175,155 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+/// Whether `toleration` tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an empty
+/// effect matches every effect, an empty key with `Exists` matches every key, and `Equal` (the
+/// default operator) also compares the values.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if toleration
+        .effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        _ => false,
+    }
+}
+
+/// Whether a pod with `spec` may run on `node` by its `nodeSelector` and its required node
+/// affinity (upstream's `nodeaffinity.GetRequiredNodeAffinity(pod).Match(node)`). Taints are
+/// not considered.
+pub fn matches_node(spec: &PodSpec, node: &Node) -> bool {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let selector_ok = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    // Terms are ORed; an empty list of terms matches no node.
+    selector_ok && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, &labels, name)))
+}
+
+fn term_matches(term: &NodeSelectorTerm, labels: &std::collections::BTreeMap<String, String>, name: &str) -> bool {
+    let expressions = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    // A term without requirements matches nothing.
+    if expressions.is_empty() && fields.is_empty() {
+        return false;
+    }
+    expressions
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), Some(bound)) = (value.and_then(number), values.first().and_then(|b| number(b))) else {
+                return false;
+            };
+            if r.operator == "Gt" { v > bound } else { v < bound }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: Some(value.into()).filter(|v: &String| !v.is_empty()),
+            effect: effect.into(),
+            time_added: None,
+        }
+    }
+
+    fn toleration(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
+        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        Toleration {
+            key: some(key),
+            operator: some(op),
+            value: some(value),
+            effect: some(effect),
+            toleration_seconds: None,
+        }
+    }
+
+    #[test]
+    fn tolerations_match_taints_like_upstream() {
+        let t = taint("dedicated", "gpu", "NoSchedule");
+        assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &t));
+        assert!(tolerates(&toleration("dedicated", "", "gpu", ""), &t));
+        assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", "NoSchedule"), &t));
+        assert!(!tolerates(&toleration("dedicated", "Exists", "", "NoExecute"), &t));
+        assert!(tolerates(&toleration("", "Exists", "", ""), &t));
+        assert!(!tolerates(&toleration("other", "Exists", "", ""), &t));
+    }
+
+    fn node(name: &str, labels: serde_json::Value) -> Node {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+    }
+
+    fn spec(v: serde_json::Value) -> PodSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn node_selector_and_required_affinity_both_must_match() {
+        let n = node("n1", serde_json::json!({"disk": "ssd", "cores": "8"}));
+        assert!(matches_node(&spec(serde_json::json!({"containers": []})), &n));
+        assert!(matches_node(
+            &spec(serde_json::json!({"containers": [], "nodeSelector": {"disk": "ssd"}})),
+            &n
+        ));
+        assert!(!matches_node(
+            &spec(serde_json::json!({"containers": [], "nodeSelector": {"disk": "hdd"}})),
+            &n
+        ));
+        let affinity = |terms: serde_json::Value| {
+            spec(serde_json::json!({"containers": [], "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}))
+        };
+        let by_name = |name: &str| {
+            affinity(serde_json::json!([{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": [name]}]}]))
+        };
+        assert!(matches_node(&by_name("n1"), &n));
+        assert!(!matches_node(&by_name("n2"), &n));
+        let gt = |bound: &str| {
+            affinity(serde_json::json!([{"matchExpressions": [
+                {"key": "cores", "operator": "Gt", "values": [bound]}]}]))
+        };
+        assert!(matches_node(&gt("4"), &n));
+        assert!(!matches_node(&gt("8"), &n));
+        assert!(!matches_node(&affinity(serde_json::json!([])), &n));
+        assert!(!matches_node(&affinity(serde_json::json!([{}])), &n));
+    }
 }

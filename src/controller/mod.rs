@@ -4,11 +4,14 @@
 //! (`crate::workqueue`) and syncs one key at a time per worker, with back-off on failure.
 //! Only the holder of the `kube-controller-manager` Lease runs them.
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod endpointslice;
 mod garbagecollector;
+mod job;
 mod namespace;
+mod nodelifecycle;
 mod pods;
 mod replicaset;
 mod service_pods;
@@ -96,6 +99,9 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("namespace", |ctx| namespace::run(ctx).boxed()),
     ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
+    ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
+    ("daemonset", |ctx| daemonset::run(ctx).boxed()),
+    ("job", |ctx| job::run(ctx).boxed()),
 ];
 
 /// The controllers `--controllers` selects.

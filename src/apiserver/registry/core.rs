@@ -96,9 +96,12 @@ impl Strategy for PodStrategy {
         let spec = pod.spec.get_or_insert_with(Default::default);
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
         for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            let present = tolerations
-                .iter()
-                .any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref().is_none_or(|e| e == "NoExecute"));
+            // As upstream's DefaultTolerationSeconds plugin: any toleration of the key (or of every
+            // key) for NoExecute (or every effect) stands, whatever its operator and seconds.
+            let present = tolerations.iter().any(|t| {
+                t.key.as_deref().is_none_or(|k| k.is_empty() || k == key)
+                    && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
+            });
             if !present {
                 tolerations.push(Toleration {
                     key: Some(key.into()),
@@ -813,6 +816,37 @@ mod tests {
         assert_eq!(spec.tolerations.as_ref().unwrap().len(), 2);
         assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
         assert_eq!(p.status.as_ref().unwrap().qos_class.as_deref(), Some("BestEffort"));
+    }
+
+    #[test]
+    fn default_toleration_seconds_respect_tolerations_the_pod_has() {
+        let defaulted = |tolerations: Value| {
+            let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"tolerations": tolerations,
+                "containers": [{"name": "a", "image": "busybox"}]}}));
+            PodStrategy.prepare_for_create(&mut p);
+            let tolerations = p.spec.unwrap().tolerations.unwrap();
+            tolerations
+                .into_iter()
+                .map(|t| (t.key, t.toleration_seconds))
+                .collect::<Vec<_>>()
+        };
+        let key = |k: &str| Some(k.to_string());
+        assert_eq!(
+            defaulted(json!([])),
+            [
+                (key("node.kubernetes.io/not-ready"), Some(300)),
+                (key("node.kubernetes.io/unreachable"), Some(300))
+            ]
+        );
+        // Tolerating everything, or one key for every effect, leaves nothing to add.
+        assert_eq!(defaulted(json!([{"operator": "Exists"}])), [(None, None)]);
+        assert_eq!(
+            defaulted(json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 5}])),
+            [
+                (key("node.kubernetes.io/unreachable"), Some(5)),
+                (key("node.kubernetes.io/not-ready"), Some(300))
+            ]
+        );
     }
 
     #[test]

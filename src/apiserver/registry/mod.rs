@@ -445,9 +445,14 @@ impl<S: Strategy> Registry<S> {
         if &new_doc == old_doc {
             return Ok(Some(current.value.clone()));
         }
+        // As upstream's `ShouldDeleteDuringUpdate`: only an update that lifts the last thing holding
+        // a deletion finishes it; a terminating pod's status updates leave it in place.
         let finished = new.metadata().deletion_timestamp.is_some()
             && new.metadata().finalizers.as_ref().is_none_or(Vec::is_empty)
-            && !self.strategy.blocks_deletion(new);
+            && !self.strategy.blocks_deletion(new)
+            && serde_json::from_value::<S::Object>(old_doc.clone()).is_ok_and(|old| {
+                old.metadata().finalizers.as_ref().is_some_and(|f| !f.is_empty()) || self.strategy.blocks_deletion(&old)
+            });
         if dry_run {
             return Ok(Some(self.encode(new)?));
         }
@@ -851,22 +856,19 @@ impl<S: Strategy> Rest for Registry<S> {
                     Target::Scale => scale_of(&current.value)?,
                     _ => serde_json::from_slice(&current.value).map_err(|e| Error::Internal(e.to_string()))?,
                 };
+                // Only a resourceVersion the patch itself carries is a precondition; the one read
+                // here must not turn losing a race into a conflict instead of a retry.
+                if let Some(meta) = doc["metadata"].as_object_mut() {
+                    meta.remove("resourceVersion");
+                }
                 patch::apply(&mut doc, patch_type, patch).map_err(|e| match e {
                     patch::PatchError::Malformed(message) => Error::BadRequest(message),
                     patch::PatchError::NotApplicable(message) => Error::UnprocessablePatch(message),
                 })?;
-                let mut next = match target {
-                    Target::Scale => self.apply_scale(current, &doc)?,
-                    _ => doc,
-                };
-                // A patch that does not name a resourceVersion applies to whatever is current:
-                // a racing write makes it retry on the newer object, not fail with 409.
-                if next["metadata"]["resourceVersion"].as_str() == Some(current.mod_revision.to_string().as_str())
-                    && let Some(meta) = next["metadata"].as_object_mut()
-                {
-                    meta.remove("resourceVersion");
+                match target {
+                    Target::Scale => self.apply_scale(current, &doc),
+                    _ => Ok(doc),
                 }
-                Ok(next)
             })
             .await?;
         self.scale_view(out, target)
