@@ -856,19 +856,24 @@ impl<S: Strategy> Rest for Registry<S> {
                     Target::Scale => scale_of(&current.value)?,
                     _ => serde_json::from_slice(&current.value).map_err(|e| Error::Internal(e.to_string()))?,
                 };
-                // Only a resourceVersion the patch itself carries is a precondition; the one read
-                // here must not turn losing a race into a conflict instead of a retry.
-                if let Some(meta) = doc["metadata"].as_object_mut() {
-                    meta.remove("resourceVersion");
-                }
                 patch::apply(&mut doc, patch_type, patch).map_err(|e| match e {
                     patch::PatchError::Malformed(message) => Error::BadRequest(message),
                     patch::PatchError::NotApplicable(message) => Error::UnprocessablePatch(message),
                 })?;
-                match target {
-                    Target::Scale => self.apply_scale(current, &doc),
-                    _ => Ok(doc),
+                let mut next = match target {
+                    Target::Scale => self.apply_scale(current, &doc)?,
+                    _ => doc,
+                };
+                // The patch applies to the object as stored, resourceVersion included (a JSON
+                // patch may `test` it). Only a resourceVersion the patch changed is a
+                // precondition: otherwise losing a race to another writer retries on the newer
+                // object instead of failing with 409.
+                if next["metadata"]["resourceVersion"].as_str() == Some(current.mod_revision.to_string().as_str())
+                    && let Some(meta) = next["metadata"].as_object_mut()
+                {
+                    meta.remove("resourceVersion");
                 }
+                Ok(next)
             })
             .await?;
         self.scale_view(out, target)
