@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use self::registry::{Rest, ServiceRanges, registry_for};
+use self::registry::{Rest, Settings, registry_for};
 use self::storage::{EmbeddedStore, Store};
 
 /// Command-line flags, named as upstream's kube-apiserver (and the original hyperkube) named them.
@@ -47,6 +47,12 @@ pub struct Args {
     /// resourceVersion; older ones get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     pub watch_cache_size: usize,
+    /// Seconds pods tolerate a not-ready node unless they say otherwise (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
     /// Log verbosity, 0 to 10, as upstream's `--v`.
     #[arg(long, default_value_t = 0)]
     pub v: u8,
@@ -65,6 +71,8 @@ pub struct Config {
     pub(crate) node_ports: std::ops::RangeInclusive<u16>,
     /// Watch history length.
     pub(crate) watch_cache_size: usize,
+    /// Pods' default tolerations of unhealthy nodes.
+    pub(crate) pod_tolerations: registry::core::DefaultTolerations,
 }
 
 /// Why the apiserver could not start or stopped.
@@ -131,6 +139,10 @@ impl TryFrom<Args> for Config {
             cluster_ips,
             node_ports: first..=last,
             watch_cache_size: args.watch_cache_size,
+            pod_tolerations: registry::core::DefaultTolerations {
+                not_ready_seconds: args.default_not_ready_toleration_seconds,
+                unreachable_seconds: args.default_unreachable_toleration_seconds,
+            },
         })
     }
 }
@@ -152,11 +164,12 @@ impl ApiServer {
             source,
         })?;
         let address = listener.local_addr().map_err(Error::Serve)?;
-        let ranges = ServiceRanges {
+        let settings = Settings {
             cluster_ips: config.cluster_ips,
             node_ports: config.node_ports.clone(),
+            pod_tolerations: config.pod_tolerations,
         };
-        let registries = registry::install(store.clone(), ranges)
+        let registries = registry::install(store.clone(), settings)
             .await
             .map_err(Error::OpenStore)?;
         bootstrap_namespaces(&registries).await?;

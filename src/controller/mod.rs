@@ -45,12 +45,6 @@ pub struct Args {
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = crate::flags::parse_duration)]
     pub node_monitor_period: Duration,
-    /// How long pods without a matching toleration stay on a not-ready node before eviction.
-    #[arg(long, default_value_t = 300)]
-    pub default_not_ready_toleration_seconds: i64,
-    /// How long pods without a matching toleration stay on an unreachable node before eviction.
-    #[arg(long, default_value_t = 300)]
-    pub default_unreachable_toleration_seconds: i64,
     /// Log verbosity, 0 to 10, as upstream's `--v`.
     #[arg(long, default_value_t = 0)]
     pub v: u8,

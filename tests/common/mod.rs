@@ -35,6 +35,8 @@ pub async fn start() -> TestServer {
         service_cluster_ip_range: "10.0.0.0/24".into(),
         service_node_port_range: "30000-32767".into(),
         watch_cache_size: 1000,
+        default_not_ready_toleration_seconds: 300,
+        default_unreachable_toleration_seconds: 300,
         v: 0,
     };
     let shutdown = CancellationToken::new();

@@ -68,10 +68,16 @@ impl Strategy for NamespaceStrategy {
 }
 
 /// Pods: defaults, the DefaultTolerationSeconds tolerations, graceful deletion, binding.
-pub(crate) struct PodStrategy;
+pub(crate) struct PodStrategy(pub(crate) DefaultTolerations);
 
-/// How long a pod tolerates a not-ready or unreachable node (upstream's admission default).
-const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+/// How long a pod tolerates a not-ready and an unreachable node when it does not say: upstream's
+/// DefaultTolerationSeconds admission plugin, set by `--default-not-ready-toleration-seconds`
+/// and `--default-unreachable-toleration-seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DefaultTolerations {
+    pub(crate) not_ready_seconds: i64,
+    pub(crate) unreachable_seconds: i64,
+}
 
 impl Strategy for PodStrategy {
     type Object = Pod;
@@ -95,7 +101,11 @@ impl Strategy for PodStrategy {
     fn prepare_for_create(&self, pod: &mut Pod) {
         let spec = pod.spec.get_or_insert_with(Default::default);
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let defaults = [
+            ("node.kubernetes.io/not-ready", self.0.not_ready_seconds),
+            ("node.kubernetes.io/unreachable", self.0.unreachable_seconds),
+        ];
+        for (key, seconds) in defaults {
             // As upstream's DefaultTolerationSeconds plugin: any toleration of the key (or of every
             // key) for NoExecute (or every effect) stands, whatever its operator and seconds.
             let present = tolerations.iter().any(|t| {
@@ -107,7 +117,7 @@ impl Strategy for PodStrategy {
                     key: Some(key.into()),
                     operator: Some("Exists".into()),
                     effect: Some("NoExecute".into()),
-                    toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                    toleration_seconds: Some(seconds),
                     ..Default::default()
                 });
             }
@@ -791,6 +801,11 @@ impl Strategy for ReplicationControllerStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POD_STRATEGY: PodStrategy = PodStrategy(DefaultTolerations {
+        not_ready_seconds: 300,
+        unreachable_seconds: 300,
+    });
     use serde_json::json;
 
     fn pod(v: Value) -> Pod {
@@ -801,8 +816,8 @@ mod tests {
     fn pod_defaults_follow_upstream() {
         let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [
             {"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox:1.36", "ports": [{"containerPort": 80}]}]}}));
-        PodStrategy.default(&mut p);
-        PodStrategy.prepare_for_create(&mut p);
+        POD_STRATEGY.default(&mut p);
+        POD_STRATEGY.prepare_for_create(&mut p);
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
         assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirst"));
@@ -823,7 +838,7 @@ mod tests {
         let defaulted = |tolerations: Value| {
             let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"tolerations": tolerations,
                 "containers": [{"name": "a", "image": "busybox"}]}}));
-            PodStrategy.prepare_for_create(&mut p);
+            POD_STRATEGY.prepare_for_create(&mut p);
             let tolerations = p.spec.unwrap().tolerations.unwrap();
             tolerations
                 .into_iter()
@@ -847,6 +862,22 @@ mod tests {
                 (key("node.kubernetes.io/not-ready"), Some(300))
             ]
         );
+        // The flags set the seconds.
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x"}]}}));
+        PodStrategy(DefaultTolerations {
+            not_ready_seconds: 10,
+            unreachable_seconds: 20,
+        })
+        .prepare_for_create(&mut p);
+        let seconds: Vec<_> = p
+            .spec
+            .unwrap()
+            .tolerations
+            .unwrap()
+            .iter()
+            .map(|t| t.toleration_seconds)
+            .collect();
+        assert_eq!(seconds, [Some(10), Some(20)]);
     }
 
     #[test]
@@ -854,7 +885,7 @@ mod tests {
         let p = pod(
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}]}}),
         );
-        let fields: Vec<String> = PodStrategy.validate(&p).into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = POD_STRATEGY.validate(&p).into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["spec.containers[0].image", "spec.containers[1].name"]);
     }
 
@@ -865,19 +896,19 @@ mod tests {
         let command = pod(
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x", "command": ["sh"]}]}}),
         );
-        assert!(PodStrategy.validate_update(&image, &old).is_empty());
-        assert_eq!(PodStrategy.validate_update(&command, &old)[0].field, "spec");
+        assert!(POD_STRATEGY.validate_update(&image, &old).is_empty());
+        assert_eq!(POD_STRATEGY.validate_update(&command, &old)[0].field, "spec");
     }
 
     #[test]
     fn binding_assigns_once() {
         let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x"}]}}));
-        PodStrategy
+        POD_STRATEGY
             .bind(&mut p, &json!({"target": {"name": "node-1"}}))
             .unwrap();
         assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("node-1"));
         assert!(matches!(
-            PodStrategy.bind(&mut p, &json!({"target": {"name": "node-2"}})),
+            POD_STRATEGY.bind(&mut p, &json!({"target": {"name": "node-2"}})),
             Err(Error::Conflict { .. })
         ));
     }

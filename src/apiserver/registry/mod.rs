@@ -1099,18 +1099,19 @@ fn translate(event: storage::Event, selectors: &Selectors) -> Option<WatchEvent>
     Some(WatchEvent::new(kind, event.revision(), event.kv.value))
 }
 
-/// Where Services get their ClusterIPs and node ports.
-pub(crate) struct ServiceRanges {
+/// The settings registries take from the apiserver's flags.
+pub(crate) struct Settings {
+    /// Where Services get their ClusterIPs.
     pub(crate) cluster_ips: ipalloc::Cidr,
+    /// Where Services get their node ports.
     pub(crate) node_ports: std::ops::RangeInclusive<u16>,
+    /// How long pods tolerate not-ready and unreachable nodes unless they say otherwise.
+    pub(crate) pod_tolerations: core::DefaultTolerations,
 }
 
 /// Builds the registry of every resource in the table, in table order. Reads the stored
 /// Services so their addresses and ports stay allocated.
-pub(crate) async fn install(
-    store: Arc<dyn Store>,
-    ranges: ServiceRanges,
-) -> Result<Vec<Arc<dyn Rest>>, storage::Error> {
+pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result<Vec<Arc<dyn Rest>>, storage::Error> {
     use crate::api::resources::RESOURCES;
     let (stored, _) = store.list("/registry/services/").await?;
     let services: Vec<k8s_openapi::api::core::v1::Service> = stored
@@ -1118,8 +1119,8 @@ pub(crate) async fn install(
         .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
         .collect();
     let mut service_strategy = Some(core::ServiceStrategy::new(
-        ranges.cluster_ips,
-        ranges.node_ports,
+        settings.cluster_ips,
+        settings.node_ports,
         &services,
     ));
     let mut out: Vec<Arc<dyn Rest>> = Vec::new();
@@ -1129,7 +1130,7 @@ pub(crate) async fn install(
         }
         let rest = match (info.group, info.plural) {
             ("", "namespaces") => make(info, core::NamespaceStrategy, &store),
-            ("", "pods") => make(info, core::PodStrategy, &store),
+            ("", "pods") => make(info, core::PodStrategy(settings.pod_tolerations), &store),
             ("", "nodes") => make(info, core::NodeStrategy, &store),
             ("", "services") => match service_strategy.take() {
                 Some(s) => make(info, s, &store),
