@@ -139,9 +139,7 @@ impl AffinityTerm {
 
     /// Whether `pod` is one of the pods this term is about.
     pub(crate) fn matches(&self, pod: &PodInfo) -> bool {
-        self.namespaces
-            .as_ref()
-            .is_none_or(|ns| ns.contains(&pod.namespace))
+        self.namespaces.as_ref().is_none_or(|ns| ns.contains(&pod.namespace))
             && self.selector.matches(pod.pod.metadata.labels.as_ref())
     }
 }

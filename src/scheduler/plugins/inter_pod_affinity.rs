@@ -103,26 +103,12 @@ impl FilterPlugin for InterPodAffinity {
                 "InterPodAffinity: no PreFilter state",
             );
         };
-        let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref());
-        if labels
-            .into_iter()
-            .flatten()
-            .any(|(k, v)| found.existing_anti_affinity.contains(k, v))
-        {
-            return Status::unschedulable(EXISTING_ANTI_AFFINITY);
-        }
+        // Upstream's order, which decides the reason a node reports: the pod's affinity, its
+        // anti-affinity, then the anti-affinity of the pods already there.
         let in_domain = |term: &AffinityTerm, domains: &Domains| {
             node.label(&term.topology_key)
                 .is_some_and(|v| domains.contains(&term.topology_key, v))
         };
-        if pod
-            .required_anti_affinity
-            .iter()
-            .zip(&found.anti_affinity)
-            .any(|(term, domains)| in_domain(term, domains))
-        {
-            return Status::unschedulable(ANTI_AFFINITY);
-        }
         let affine = pod
             .required_affinity
             .iter()
@@ -133,11 +119,26 @@ impl FilterPlugin for InterPodAffinity {
                 .required_affinity
                 .iter()
                 .all(|t| node.label(&t.topology_key).is_some());
-        if affine || bootstrap {
-            Status::SUCCESS
-        } else {
-            Status::unschedulable(AFFINITY)
+        if !affine && !bootstrap {
+            return Status::unresolvable(AFFINITY);
         }
+        if pod
+            .required_anti_affinity
+            .iter()
+            .zip(&found.anti_affinity)
+            .any(|(term, domains)| in_domain(term, domains))
+        {
+            return Status::unschedulable(ANTI_AFFINITY);
+        }
+        let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref());
+        if labels
+            .into_iter()
+            .flatten()
+            .any(|(k, v)| found.existing_anti_affinity.contains(k, v))
+        {
+            return Status::unschedulable(EXISTING_ANTI_AFFINITY);
+        }
+        Status::SUCCESS
     }
 
     fn events(&self) -> Events {
@@ -217,10 +218,10 @@ mod tests {
         let nodes = [a, node("b", "1", "1Gi", json!({}))];
         assert_eq!(
             run(&wants_db, &nodes),
-            [Status::SUCCESS, Status::unschedulable(AFFINITY)]
+            [Status::SUCCESS, Status::unresolvable(AFFINITY)]
         );
         let empty = [node("a", "1", "1Gi", json!({}))];
-        assert_eq!(run(&wants_db, &empty), [Status::unschedulable(AFFINITY)]);
+        assert_eq!(run(&wants_db, &empty), [Status::unresolvable(AFFINITY)]);
         let wants_own_kind = labelled(
             "first",
             "db",
