@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::selectors::{LabelSelector, NodeTerm};
@@ -169,10 +169,11 @@ pub(crate) struct PodInfo {
 impl PodInfo {
     /// Reads `pod`; an error says what in it cannot be understood (a bad quantity or selector).
     pub(crate) fn new(pod: Arc<Pod>) -> Result<Self, String> {
-        let spec = pod.spec.clone().unwrap_or_default();
+        let no_spec = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let (requests, non_zero) = pod_requests(&spec.containers, spec.init_containers.as_deref().unwrap_or_default())?;
-        let mut requests = requests;
+        let (mut requests, non_zero) =
+            pod_requests(&spec.containers, spec.init_containers.as_deref().unwrap_or_default())?;
         requests.add(&Resources::parse(spec.overhead.as_ref()).map_err(|e| format!("spec.overhead: {e}"))?);
         let host_ports = spec
             .containers
@@ -196,10 +197,10 @@ impl PodInfo {
             .flatten()
             .find(|o| o.controller == Some(true))
             .map(|o| o.uid.clone());
-        let affinity = spec.affinity.clone().unwrap_or_default();
-        let node_affinity = affinity.node_affinity.unwrap_or_default();
+        let affinity = spec.affinity.as_ref();
+        let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
         let required_node_affinity = node_affinity
-            .required_during_scheduling_ignored_during_execution
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
             .map(|s| {
                 s.node_selector_terms
                     .iter()
@@ -208,27 +209,27 @@ impl PodInfo {
             })
             .transpose()?;
         let preferred_node_affinity = node_affinity
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
+            .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .into_iter()
             .flatten()
             .map(|p| Ok((i64::from(p.weight), NodeTerm::parse(&p.preference)?)))
             .collect::<Result<Vec<_>, String>>()?;
-        let terms = |terms: Option<Vec<PodAffinityTerm>>| {
+        let terms = |terms: Option<&Vec<PodAffinityTerm>>| {
             terms
-                .iter()
+                .into_iter()
                 .flatten()
                 .map(|t| AffinityTerm::parse(t, &namespace))
                 .collect::<Result<Vec<_>, _>>()
         };
         let required_affinity = terms(
             affinity
-                .pod_affinity
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution),
+                .and_then(|a| a.pod_affinity.as_ref())
+                .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
         )?;
         let required_anti_affinity = terms(
             affinity
-                .pod_anti_affinity
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution),
+                .and_then(|a| a.pod_anti_affinity.as_ref())
+                .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
         )?;
         Ok(Self {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -237,7 +238,7 @@ impl PodInfo {
             non_zero,
             host_ports,
             owner,
-            node_selector: spec.node_selector.unwrap_or_default(),
+            node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_node_affinity,
             preferred_node_affinity,
             required_affinity,
