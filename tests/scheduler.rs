@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{flags, register_node, start, wait_for};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -400,5 +401,10 @@ async fn two_schedulers_never_bind_a_pod_twice() {
         .map(|e| e.message.clone())
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
+    let lease = Api::<Lease>::namespaced(client.clone(), "kube-system")
+        .get("kube-scheduler")
+        .await
+        .unwrap();
+    assert!(lease.spec.and_then(|s| s.holder_identity).is_some());
     second.stop().await;
 }

@@ -288,3 +288,24 @@ impl Scheduler {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_default_as_upstream() {
+        let args = Cli::parse_from(["scheduler", "--master=127.0.0.1:8080"]).args;
+        assert!(args.leader_election.leader_elect);
+        assert_eq!(args.leader_election.leader_elect_resource_namespace, "kube-system");
+        assert_eq!(args.percentage_of_nodes_to_score, 0);
+        assert!(Cli::try_parse_from(["scheduler", "--percentage-of-nodes-to-score=101"]).is_err());
+    }
+}

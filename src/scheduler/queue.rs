@@ -303,21 +303,17 @@ impl SchedulingQueue {
     pub(crate) fn on_event(&self, event: Events) {
         let mut inner = self.lock();
         inner.move_request_cycle = inner.cycle;
-        let moving: Vec<String> = inner
-            .unschedulable
-            .iter()
-            .filter(|uid| {
-                inner
-                    .entries
-                    .get(*uid)
-                    .is_some_and(|e| e.rejected_by.is_empty() || e.rejected_by.intersects(event))
-            })
-            .cloned()
-            .collect();
-        self.move_to_retry(inner, moving);
+        self.retry_unschedulable(inner, |e| e.rejected_by.is_empty() || e.rejected_by.intersects(event));
     }
 
-    fn move_to_retry(&self, mut inner: MutexGuard<'_, Inner>, uids: Vec<String>) {
+    /// Moves the unschedulable pods `which` selects to `backoffQ` or `activeQ`.
+    fn retry_unschedulable(&self, mut inner: MutexGuard<'_, Inner>, which: impl Fn(&Entry) -> bool) {
+        let uids: Vec<String> = inner
+            .unschedulable
+            .iter()
+            .filter(|uid| inner.entries.get(*uid).is_some_and(&which))
+            .cloned()
+            .collect();
         if uids.is_empty() {
             return;
         }
@@ -362,19 +358,7 @@ impl SchedulingQueue {
             };
             if now >= next_unschedulable_flush {
                 next_unschedulable_flush = now + UNSCHEDULABLE_FLUSH_PERIOD;
-                let inner = self.lock();
-                let stale: Vec<String> = inner
-                    .unschedulable
-                    .iter()
-                    .filter(|uid| {
-                        inner
-                            .entries
-                            .get(*uid)
-                            .is_some_and(|e| now - e.unschedulable_since >= MAX_UNSCHEDULABLE)
-                    })
-                    .cloned()
-                    .collect();
-                self.move_to_retry(inner, stale);
+                self.retry_unschedulable(self.lock(), |e| now - e.unschedulable_since >= MAX_UNSCHEDULABLE);
             }
             let wake = next_backoff.map_or(next_unschedulable_flush, |b| b.min(next_unschedulable_flush));
             tokio::select! {
