@@ -9,7 +9,6 @@
 //! `BENCH_REPLICAS` changes the size; `HYPERKUBE_BIN` runs another binary (a debug build, to
 //! check the bench itself quickly). Not a test: it asserts nothing and prints a table.
 
-#[allow(dead_code)] // this bench needs only the binary's path from it
 mod common;
 
 use std::path::{Path, PathBuf};

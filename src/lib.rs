@@ -16,6 +16,7 @@ pub(crate) mod http_get;
 pub(crate) mod informer;
 pub mod kubelet;
 pub mod leaderelection;
+pub mod scheduler;
 pub(crate) mod workqueue;
 
 /// An error and its causes on one line (`a: b: c`), for logs and exit messages.

@@ -1,4 +1,5 @@
 //! What the bench binaries share: finding the release `hyperkube` they drive, and percentiles.
+#![allow(dead_code)] // each bench binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -42,7 +42,7 @@ enum Component {
     ControllerManager(Box<hyperkube::controller::Args>),
     /// The scheduler.
     #[command(visible_alias = "kube-scheduler")]
-    Scheduler(Pending),
+    Scheduler(Box<hyperkube::scheduler::Args>),
     /// The node agent.
     Kubelet(Box<hyperkube::kubelet::Args>),
     /// The service proxy.
@@ -95,7 +95,10 @@ fn main() -> ExitCode {
             init_tracing(args.v);
             run(|shutdown| hyperkube::controller::run(*args, shutdown))
         }
-        Component::Scheduler(_) => not_built("scheduler", 4),
+        Component::Scheduler(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::scheduler::run(*args, shutdown))
+        }
         Component::Kubelet(args) => {
             init_tracing(args.v);
             run(|shutdown| hyperkube::kubelet::run(*args, shutdown))
