@@ -47,7 +47,7 @@ enum Component {
     Kubelet(Box<hyperkube::kubelet::Args>),
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
-    Proxy(Pending),
+    Proxy(Box<hyperkube::proxy::Args>),
     /// The infra container's process: holds a pod's namespaces, reaps zombies, exits on SIGTERM.
     Pause,
     /// Print the version.
@@ -100,7 +100,10 @@ fn main() -> ExitCode {
             init_tracing(args.v);
             run(|shutdown| hyperkube::kubelet::run(*args, shutdown))
         }
-        Component::Proxy(_) => not_built("proxy", 5),
+        Component::Proxy(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::proxy::run(*args, shutdown))
+        }
         Component::Pause => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime.map(|rt| rt.block_on(hyperkube::kubelet::pause::run())) {
