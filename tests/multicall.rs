@@ -25,11 +25,10 @@ fn symlinks_run_their_component() {
         assert!(help.contains("--v <V>"), "{name} --help shows --v: {help}");
     }
     let out = Command::new(dir.path().join("kube-proxy"))
-        .arg("--v=2")
+        .arg("--help")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("proxy is not built yet"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--iptables-sync-period"));
 }
 
 #[test]
@@ -37,11 +36,6 @@ fn first_argument_picks_the_component() {
     let out = Command::new(HYPERKUBE).args(["apiserver", "--help"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--service-cluster-ip-range"));
-    let out = Command::new(HYPERKUBE)
-        .args(["proxy", "--master=http://127.0.0.1:8080"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "the proxy is not built yet");
     let out = Command::new(HYPERKUBE)
         .args(["controller-manager", "--help"])
         .output()

@@ -47,21 +47,11 @@ enum Component {
     Kubelet(Box<hyperkube::kubelet::Args>),
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
-    Proxy(Pending),
+    Proxy(Box<hyperkube::proxy::Args>),
     /// The infra container's process: holds a pod's namespaces, reaps zombies, exits on SIGTERM.
     Pause,
     /// Print the version.
     Version,
-}
-
-/// The flags of a component that is not built yet: `--v` and whatever else is passed.
-#[derive(clap::Args)]
-struct Pending {
-    /// Log verbosity.
-    #[arg(long, default_value_t = 0)]
-    v: u8,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
 }
 
 /// The names `--make-symlinks` creates, each running its component when invoked.
@@ -103,7 +93,10 @@ fn main() -> ExitCode {
             init_tracing(args.v);
             run(|shutdown| hyperkube::kubelet::run(*args, shutdown))
         }
-        Component::Proxy(_) => not_built("proxy", 5),
+        Component::Proxy(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::proxy::run(*args, shutdown))
+        }
         Component::Pause => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime.map(|rt| rt.block_on(hyperkube::kubelet::pause::run())) {
@@ -123,11 +116,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-fn not_built(part: &str, issue: u32) -> ExitCode {
-    eprintln!("hyperkube: the {part} is not built yet (issue #{issue})");
-    ExitCode::from(2)
 }
 
 fn make_symlinks(dir: &Path) -> ExitCode {

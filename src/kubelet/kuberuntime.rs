@@ -113,7 +113,7 @@ pub(crate) fn pod_ref(pod: &Pod) -> PodRef {
 
 /// A stable hash of a container's spec; a change means the container must be replaced.
 pub(crate) fn container_hash(c: &Container) -> String {
-    super::stable_hash(&[&serde_json::to_vec(c).unwrap_or_default()])
+    crate::stable_hash(&[&serde_json::to_vec(c).unwrap_or_default()])
 }
 
 /// The runtime's view of one pod.

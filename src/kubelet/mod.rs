@@ -135,19 +135,6 @@ pub enum Error {
     },
 }
 
-/// FNV-1a over the parts, each followed by a separator: stable across builds and platforms,
-/// unlike std's hasher. Names static pods' uids and container spec versions.
-pub(crate) fn stable_hash(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.iter().chain(&[0xff]) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
-}
-
 /// Pods and their last reported status, by uid: what `/pods` serves.
 pub(crate) type PodStatuses = Arc<RwLock<BTreeMap<String, Pod>>>;
 

@@ -14,12 +14,8 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::PodStatuses;
 use super::metrics::Metrics;
@@ -35,36 +31,11 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let connections = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let handler = move |req| {
         let (statuses, runtime, metrics) = (statuses.clone(), runtime.clone(), metrics.clone());
-        let service = service_fn(move |req| {
-            let (statuses, runtime, metrics) = (statuses.clone(), runtime.clone(), metrics.clone());
-            async move { Ok::<_, Infallible>(handle(req, &statuses, runtime.as_ref(), &metrics).await) }
-        });
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
+        async move { handle(req, &statuses, runtime.as_ref(), &metrics).await }
+    };
+    crate::http_serve::serve(listener, handler, shutdown).await;
 }
 
 async fn handle(

@@ -53,7 +53,7 @@ pub(crate) fn static_pod(doc: serde_json::Value, origin: &str, node_name: &str, 
     pod.metadata.name = Some(format!("{name}-{node_name}"));
     let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty());
     pod.metadata.namespace = Some(namespace.unwrap_or_else(|| "default".into()));
-    let uid = super::stable_hash(&[node_name.as_bytes(), origin.as_bytes(), &content]);
+    let uid = crate::stable_hash(&[node_name.as_bytes(), origin.as_bytes(), &content]);
     pod.metadata.uid = Some(uid.clone());
     let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert("kubernetes.io/config.source".into(), source.name().into());
