@@ -332,15 +332,15 @@ users:
     return path
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory):
-    """A second apiserver with `hyperkube controller-manager` running against it."""
-    for server in _start_apiserver(tmp_path_factory, "control-plane"):
-        base = tmp_path_factory.mktemp("control-plane")
+def _control_plane(tmp_path_factory: pytest.TempPathFactory, label: str, components: list[str]):
+    """An apiserver of its own with `components` (each with `--leader-elect=false`) against it."""
+    for server in _start_apiserver(tmp_path_factory, label):
+        base = tmp_path_factory.mktemp(label)
         kubeconfig = _write_kubeconfig(base / "kubeconfig", server.url)
         plane = ControlPlane(server, kubeconfig, Api(server.url), {}, base)
         try:
-            plane.start("controller-manager", "--leader-elect=false")
+            for component in components:
+                plane.start(component, "--leader-elect=false")
             yield plane
         finally:
             for proc in plane.components.values():
@@ -348,17 +348,28 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def scheduler(control_plane: ControlPlane) -> ControlPlane:
-    """The control plane with `hyperkube scheduler` running too."""
-    if "scheduler" not in control_plane.components:
-        control_plane.start("scheduler", "--leader-elect=false")
-    return control_plane
+def control_plane(tmp_path_factory: pytest.TempPathFactory):
+    """A second apiserver with `hyperkube controller-manager` running against it (no scheduler:
+    pods stay unbound, so tests may play kubelet for them)."""
+    yield from _control_plane(tmp_path_factory, "control-plane", ["controller-manager"])
+
+
+@pytest.fixture(scope="session")
+def scheduler(tmp_path_factory: pytest.TempPathFactory):
+    """A third apiserver with the controller manager and `hyperkube scheduler`: pods get bound."""
+    yield from _control_plane(tmp_path_factory, "scheduling-plane", ["controller-manager", "scheduler"])
 
 
 @pytest.fixture
 def plane_kubectl(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     """kubectl 1.37 bound to the control plane's apiserver."""
     return _make_kubectl("1.37", control_plane.kubeconfig, tmp_path_factory)
+
+
+@pytest.fixture
+def scheduler_kubectl(scheduler: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    """kubectl 1.37 bound to the scheduling plane's apiserver."""
+    return _make_kubectl("1.37", scheduler.kubeconfig, tmp_path_factory)
 
 
 BUSYBOX = "hyperkube-test/busybox:1"
@@ -396,6 +407,11 @@ def run_kubelet(apiserver: str, tmp_path_factory: pytest.TempPathFactory, static
         yield name
     finally:
         _stop(proc)
+        # The node goes with its kubelet, so no later test sees it turn unreachable.
+        try:
+            Api(apiserver).delete(f"/api/v1/nodes/{name}")
+        except Exception as e:  # noqa: BLE001 - teardown reports and goes on
+            print(f"deleting node {name}: {e}")
         ids = docker("ps", "-aq", "--filter", f"label=io.hyperkube.node={name}").split()
         if ids:
             docker("rm", "-f", *ids)

@@ -37,9 +37,9 @@ def containers(namespace: str) -> list[str]:
 
 
 def test_a_deployment_runs_on_the_node_and_goes_with_its_namespace(
-    scheduler: ControlPlane, node: str, plane_kubectl: Kubectl
+    scheduler: ControlPlane, node: str, scheduler_kubectl: Kubectl
 ):
-    k = plane_kubectl
+    k = scheduler_kubectl
     ns = unique("cluster")
     k("create", "namespace", ns)
     deployment = {
