@@ -62,6 +62,7 @@ impl Kubelet {
                 "--port=0",
                 "--file-check-frequency=1s",
                 "--sync-frequency=1s",
+                "--cluster-dns=10.0.0.10",
             ])
             .arg(format!("--pod-manifest-path={}", self.manifests.display()))
             .arg(format!("--root-dir={}", self.root.display()))
@@ -203,6 +204,11 @@ spec:
     eventually("the client to reach the server on localhost", WAIT, || {
         docker(&["logs", &client]).contains("hello-from-server").then_some(())
     });
+    // dnsPolicy ClusterFirst: the cluster's DNS server and upstream's search path.
+    let resolv = docker(&["exec", &client, "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 10.0.0.10\n"), "{resolv}");
+    let search = format!("search {}.svc.cluster.local svc.cluster.local cluster.local", k.namespace);
+    assert!(resolv.contains(&search) && resolv.contains("options ndots:5"), "{resolv}");
     let pods = eventually("the pod's status", WAIT, || {
         let pods = k.pods();
         let phase = pods["items"][0]["status"]["phase"].as_str().map(String::from);

@@ -34,8 +34,8 @@ pub(crate) struct SyncContext {
     pub(crate) infra_image: String,
     /// Where pod directories live (`--root-dir`/pods/UID/...).
     pub(crate) root_dir: std::path::PathBuf,
-    /// `/etc/resolv.conf` content for the pod, or `None` for the runtime's default.
-    pub(crate) resolv_conf: Option<String>,
+    /// What goes into each pod's `/etc/resolv.conf`.
+    pub(crate) dns: super::dns::Configurer,
     /// Where ConfigMaps and Secrets that volumes and env vars name are read.
     pub(crate) objects: Objects,
 }
@@ -48,7 +48,7 @@ impl SyncContext {
             node_name: "node-1".into(),
             infra_image: "pause".into(),
             root_dir: root_dir.to_path_buf(),
-            resolv_conf: None,
+            dns: Default::default(),
             objects: Objects::default(),
         }
     }
@@ -528,7 +528,7 @@ fn sandbox_config(ctx: &SyncContext, pod: &Pod, pod_ref: &PodRef, attempt: u32) 
         hostname,
         host_network,
         ports,
-        resolv_conf: ctx.resolv_conf.clone(),
+        resolv_conf: ctx.dns.resolv_conf(pod),
         attempt,
         labels: [
             (

@@ -7,6 +7,7 @@
 //! (`runtime/`), and statuses come back to one loop here, which also serves them (`server.rs`).
 
 pub(crate) mod config;
+pub(crate) mod dns;
 pub(crate) mod downward;
 pub(crate) mod kuberuntime;
 pub(crate) mod metrics;
@@ -92,6 +93,16 @@ pub struct Args {
     /// `--root-dir` must be bind-mounted at the same path, since Docker mounts them from the host.
     #[arg(long)]
     pub containerized: bool,
+    /// The cluster DNS servers' IPs, written into `dnsPolicy: ClusterFirst` pods' resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain; pods search `NAMESPACE.svc.DOMAIN`, `svc.DOMAIN` and `DOMAIN`.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolver configuration `dnsPolicy: Default` pods get, and whose search domains
+    /// cluster pods add; empty for none.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
     /// How often every pod is synced even without a change.
     #[arg(long, default_value = "10s", value_parser = crate::flags::parse_duration)]
     pub sync_frequency: Duration,
@@ -260,7 +271,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         node_name: node.clone(),
         infra_image: args.pod_infra_container_image.clone(),
         root_dir: args.root_dir.clone(),
-        resolv_conf: None,
+        dns: dns::Configurer {
+            cluster_dns: args.cluster_dns.clone(),
+            cluster_domain: args.cluster_domain.trim_end_matches('.').to_owned(),
+            host: host_resolv_conf(&args.resolv_conf),
+        },
         objects: volumes::Objects::new(client.clone()),
     };
     let pleg = pleg::Pleg::new(runtime.clone());
@@ -346,6 +361,20 @@ async fn api_client(args: &Args) -> Result<Option<kube::Client>, Error> {
     crate::client::connect(args.api_servers.first().map(String::as_str), args.kubeconfig.as_deref())
         .await
         .map_err(Error::Client)
+}
+
+/// The host's resolvers from `--resolv-conf`; none when it is empty or unreadable (logged).
+fn host_resolv_conf(path: &std::path::Path) -> dns::ResolvConf {
+    if path.as_os_str().is_empty() {
+        return dns::ResolvConf::default();
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => dns::ResolvConf::parse(&text),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "reading --resolv-conf failed; pods get no host resolvers");
+            dns::ResolvConf::default()
+        }
+    }
 }
 
 /// Updates the running pod and container gauges from the reported statuses.
