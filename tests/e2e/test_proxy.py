@@ -18,18 +18,34 @@ CLUSTER_IP = "10.0.0.50"
 PODS = ["10.244.0.2", "10.244.0.3"]
 
 ECHO = """
-import socket, sys
+import socket, sys, threading
+def serve(c):
+    c.sendall(sys.argv[1].encode() + b"\\n")
+    while data := c.recv(64):
+        c.sendall(data)
+    c.close()
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], 8080)); s.listen(64)
 while True:
-    c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# One connection kept open: prints the greeting, then echoes each line of stdin through it.
+CHAT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+f = s.makefile("rw")
+print(f.readline().strip(), flush=True)
+for line in sys.stdin:
+    f.write(line); f.flush()
+    print(f.readline().strip(), flush=True)
 """
 
 ASK = """
 import socket, sys
 s = socket.socket(); s.settimeout(2)
 try:
-    s.connect((sys.argv[1], int(sys.argv[2]))); print(s.recv(64).decode())
+    s.connect((sys.argv[1], int(sys.argv[2]))); print(s.recv(64).decode().split()[0])
 except ConnectionRefusedError:
     print("refused")
 except OSError as e:
@@ -150,7 +166,7 @@ def test_a_cluster_ip_balances_over_ready_endpoints_and_rejects_without_them(clu
     wait_for("connections to be refused", lambda: answers(cluster, tries=1) == {"refused"})
 
 
-def test_rules_heal_survive_a_restart_without_duplicates_and_clean_up(cluster: Cluster):
+def test_rules_heal_and_survive_a_restart_without_duplicates_or_dropped_connections_then_clean_up(cluster: Cluster):
     cluster.apply(service())
     cluster.apply(slice_of({PODS[0]: True}))
     wait_for("the endpoint to answer", lambda: answers(cluster, tries=1) == {PODS[0]})
@@ -165,9 +181,19 @@ def test_rules_heal_survive_a_restart_without_duplicates_and_clean_up(cluster: C
     metrics = cluster.ns.run("python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:10249/metrics').read().decode())")
     assert "kubeproxy_sync_proxy_rules_duration_seconds_count" in metrics
     before = cluster.nat()
-    cluster.stop_proxy()
-    cluster.start_proxy()
-    wait_for("the restarted proxy's rules", lambda: answers(cluster, tries=1) == {PODS[0]})
+    chat = subprocess.Popen(["ip", "netns", "exec", cluster.ns.name, "python3", "-c", CHAT, CLUSTER_IP, "80"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert chat.stdout.readline().strip() == PODS[0]
+        cluster.stop_proxy()
+        cluster.start_proxy()
+        wait_for("the restarted proxy's rules", lambda: answers(cluster, tries=1) == {PODS[0]})
+        # The connection made before the restart still carries data: conntrack keeps its NAT.
+        chat.stdin.write("still here\n")
+        chat.stdin.flush()
+        assert chat.stdout.readline().strip() == "still here"
+    finally:
+        _stop(chat)
     after = cluster.nat()
     assert after.count("-j KUBE-SERVICES") == before.count("-j KUBE-SERVICES") == 2, after
     assert sorted(l for l in after.splitlines() if l.startswith(":KUBE")) == sorted(
