@@ -17,6 +17,7 @@ pub(crate) mod http_serve;
 pub(crate) mod informer;
 pub mod kubelet;
 pub mod leaderelection;
+pub mod local;
 pub mod proxy;
 pub mod scheduler;
 pub(crate) mod workqueue;

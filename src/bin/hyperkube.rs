@@ -48,6 +48,12 @@ enum Component {
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
     Proxy(Box<hyperkube::proxy::Args>),
+    /// Start a local cluster: a containerized kubelet running the control plane as static pods.
+    Up(Box<hyperkube::local::UpArgs>),
+    /// Remove the local cluster (and, with --purge, its data).
+    Down(Box<hyperkube::local::DownArgs>),
+    /// Show what of the local cluster runs, and whether it is healthy.
+    Status(Box<hyperkube::local::Common>),
     /// The infra container's process: holds a pod's namespaces, reaps zombies, exits on SIGTERM.
     Pause,
     /// Print the version.
@@ -106,6 +112,18 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Component::Up(args) => {
+            init_tracing(args.common.v);
+            run(|shutdown| hyperkube::local::up(*args, shutdown))
+        }
+        Component::Down(args) => {
+            init_tracing(args.common.v);
+            run(|shutdown| hyperkube::local::down(*args, shutdown))
+        }
+        Component::Status(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::local::status(*args, shutdown))
         }
         Component::Version => {
             println!(

@@ -79,11 +79,10 @@ pub enum Error {
 /// Runs the proxy until `shutdown` (or cleans up and returns, with `--cleanup`).
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     if args.cleanup {
-        tokio::task::spawn_blocking(iptables::cleanup)
+        tokio::task::spawn_blocking(cleanup)
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-            .map_err(|e| Error::Cleanup(e.to_string()))?;
-        dummy::remove().map_err(Error::Dummy)?;
+            .map_err(Error::Cleanup)?;
         tracing::info!("removed the proxy's rules, chains and dummy device");
         return Ok(());
     }
@@ -211,6 +210,13 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Removes every rule and chain the proxy ever wrote, and the service-range device (`--cleanup`,
+/// and `hyperkube down`).
+pub(crate) fn cleanup() -> Result<(), String> {
+    iptables::cleanup().map_err(|e| e.to_string())?;
+    dummy::remove()
 }
 
 /// The proxy's name for a chain: a stable hash of what it serves, 16 characters.
