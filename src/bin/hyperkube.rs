@@ -48,6 +48,9 @@ enum Component {
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
     Proxy(Box<hyperkube::proxy::Args>),
+    /// The cluster DNS server.
+    #[command(visible_alias = "kube-dns")]
+    Dns(Box<hyperkube::dns::Args>),
     /// The infra container's process: holds a pod's namespaces, reaps zombies, exits on SIGTERM.
     Pause,
     /// Print the version.
@@ -61,10 +64,12 @@ const SYMLINKS: &[&str] = &[
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    "kube-dns",
     "apiserver",
     "controller-manager",
     "scheduler",
     "proxy",
+    "dns",
 ];
 
 fn main() -> ExitCode {
@@ -96,6 +101,10 @@ fn main() -> ExitCode {
         Component::Proxy(args) => {
             init_tracing(args.v);
             run(|shutdown| hyperkube::proxy::run(*args, shutdown))
+        }
+        Component::Dns(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::dns::run(*args, shutdown))
         }
         Component::Pause => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
