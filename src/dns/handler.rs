@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::Transport;
 use super::forward::Forwarder;
 use super::metrics::Metrics;
-use super::zone::{Answer, Zone};
+use super::zone::{self, Answer, Zone};
 
 /// The UDP payload a client without EDNS can take (RFC 1035).
 const PLAIN_UDP_PAYLOAD: u16 = 512;
@@ -58,7 +58,7 @@ impl Handler {
                 let reply = self.answer(&request, packet, transport).await;
                 (Some(request.queries[0].query_type()), request.edns, reply)
             }
-            Err(rcode) => (None, None, Reply::Message(error(&header.metadata, rcode))),
+            Err(rcode) => (None, None, Reply::Message(empty_response(&header.metadata, rcode))),
         };
         let (bytes, rcode) = match reply {
             Reply::Message(message) => {
@@ -96,7 +96,7 @@ impl Handler {
         let zone = self.zone.borrow().clone();
         let answer = match zone {
             Some(zone) if ours => zone.lookup(name, question.query_type()),
-            None if ours && Zone::is_authoritative(&self.origin, name) => Some(Answer {
+            None if ours && zone::in_domain(&self.origin, name) => Some(Answer {
                 rcode: ResponseCode::ServFail,
                 ..Answer::default()
             }),
@@ -107,7 +107,7 @@ impl Handler {
                 Ok(bytes) => Reply::Forwarded(bytes),
                 Err(err) => {
                     tracing::warn!(name = %name, error = %crate::error_chain(&err), "forwarding failed");
-                    let mut response = error(&request.metadata, ResponseCode::ServFail);
+                    let mut response = empty_response(&request.metadata, ResponseCode::ServFail);
                     response.add_query(question.clone());
                     Reply::Message(response)
                 }
@@ -116,8 +116,9 @@ impl Handler {
         if let Some(target) = answer.chase.take() {
             self.chase(&target, question.query_type(), transport, &mut answer).await;
         }
-        let mut response = error(&request.metadata, answer.rcode);
-        response.metadata.authoritative = Zone::is_authoritative(&self.origin, name);
+        let mut response = empty_response(&request.metadata, answer.rcode);
+        // The zone's own records; SERVFAIL says it has none yet.
+        response.metadata.authoritative = answer.rcode != ResponseCode::ServFail;
         response.metadata.recursion_available = true;
         response.add_query(question.clone());
         response.insert_answers(answer.answers);
@@ -154,8 +155,8 @@ enum Reply {
     Forwarded(Vec<u8>),
 }
 
-/// An empty response to the request with this header, with `rcode`.
-fn error(request: &Metadata, rcode: ResponseCode) -> Message {
+/// A response to the request with this header: `rcode`, nothing else yet.
+fn empty_response(request: &Metadata, rcode: ResponseCode) -> Message {
     let mut message = Message::response(request.id, request.op_code);
     message.metadata = Metadata::response_from_request(request);
     message.metadata.response_code = rcode;

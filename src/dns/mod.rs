@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::ClientArgs;
-use crate::informer::Factory;
+use crate::informer::{Change, Factory};
 
 /// `hyperkube dns` flags, named as upstream kube-dns's.
 #[derive(Debug, Clone, clap::Args)]
@@ -180,14 +180,8 @@ impl Server {
         let services = informers.get::<Service>();
         let slices = informers.get::<EndpointSlice>();
         let changed = Arc::new(Notify::new());
-        services.add_handler({
-            let changed = changed.clone();
-            move |_| changed.notify_one()
-        });
-        slices.add_handler({
-            let changed = changed.clone();
-            move |_| changed.notify_one()
-        });
+        services.add_handler(wake(&changed));
+        slices.add_handler(wake(&changed));
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = async { services.wait_synced().await; slices.wait_synced().await } => {
@@ -212,6 +206,12 @@ impl Server {
 /// Runs the DNS server until `shutdown`.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     Server::new(args).await?.run(shutdown).await
+}
+
+/// An informer handler that wakes the zone builder on every change.
+fn wake<K>(changed: &Arc<Notify>) -> impl Fn(&Change<'_, K>) + Send + Sync + 'static {
+    let changed = changed.clone();
+    move |_| changed.notify_one()
 }
 
 /// `--domain` as a lowercased FQDN: `Cluster.Local` → `cluster.local.`.

@@ -184,11 +184,6 @@ impl Zone {
         }
     }
 
-    /// Whether `name` is in the cluster domain (and so answered here even when unknown).
-    pub(super) fn is_authoritative(origin: &Name, name: &Name) -> bool {
-        origin.zone_of(&name.to_lowercase())
-    }
-
     /// The answer to `qtype` at `name`, or `None` when the name is not the zone's to answer (it
     /// lies outside the cluster domain and is no known address's reverse name).
     pub(super) fn lookup(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
@@ -255,6 +250,11 @@ impl Zone {
     fn soa_record(&self) -> Record {
         Record::from_rdata(self.origin.clone(), TTL, RData::SOA(self.soa.clone()))
     }
+}
+
+/// Whether `name` lies in the cluster domain `origin`, where this server answers every name.
+pub(super) fn in_domain(origin: &Name, name: &Name) -> bool {
+    origin.zone_of(&name.to_lowercase())
 }
 
 fn soa(origin: &Name, serial: u32) -> SOA {
