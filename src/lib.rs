@@ -10,6 +10,7 @@ pub mod api;
 pub mod apiserver;
 pub mod client;
 pub mod controller;
+pub mod dns;
 pub(crate) mod events;
 pub mod flags;
 pub(crate) mod http_get;

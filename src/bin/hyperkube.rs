@@ -48,6 +48,9 @@ enum Component {
     /// The service proxy.
     #[command(visible_alias = "kube-proxy")]
     Proxy(Box<hyperkube::proxy::Args>),
+    /// The cluster DNS server.
+    #[command(visible_alias = "kube-dns")]
+    Dns(Box<hyperkube::dns::Args>),
     /// Start a local cluster: a containerized kubelet running the control plane as static pods.
     Up(Box<hyperkube::local::UpArgs>),
     /// Remove the local cluster (and, with --purge, its data).
@@ -67,10 +70,12 @@ const SYMLINKS: &[&str] = &[
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    "kube-dns",
     "apiserver",
     "controller-manager",
     "scheduler",
     "proxy",
+    "dns",
 ];
 
 fn main() -> ExitCode {
@@ -102,6 +107,10 @@ fn main() -> ExitCode {
         Component::Proxy(args) => {
             init_tracing(args.v);
             run(|shutdown| hyperkube::proxy::run(*args, shutdown))
+        }
+        Component::Dns(args) => {
+            init_tracing(args.v);
+            run(|shutdown| hyperkube::dns::run(*args, shutdown))
         }
         Component::Pause => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
