@@ -19,6 +19,8 @@ use super::{
 const BINARY_LABEL: &str = "io.hyperkube.binary-sha256";
 /// Marks that `up` made the kubelet directory a shared mount, for `down` to undo.
 pub(super) const SHARED_MARKER: &str = "kubelet-dir-shared";
+/// The `kube-dns` Service's fixed ClusterIP, as kube-dns had (10 in the service range).
+const DNS_SERVICE_IP: &str = "10.0.0.10";
 
 /// Brings the cluster up (or finds it up) and points kubectl at it.
 pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), Error> {
@@ -51,7 +53,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), Error> 
             println!("made {KUBELET_DIR} a shared mount (hyperkube down undoes it)");
         }
         ensure_images(&docker).await?;
-        manifests::write(common, args.etcd_servers.as_deref())?;
+        let dns_address = bridge_gateway(&docker).await?;
+        manifests::write(&manifests::Cluster {
+            common,
+            etcd_servers: args.etcd_servers.as_deref(),
+            dns_address: &dns_address,
+        })?;
         start_kubelet(&docker, common).await?;
         println!("started the kubelet container {container}");
     }
@@ -114,6 +121,7 @@ async fn start_kubelet(docker: &bollard::Docker, common: &Common) -> Result<(), 
         format!("--pod-infra-container-image={IMAGE}"),
         format!("--root-dir={KUBELET_DIR}"),
         format!("--hostname-override={}", common.node_name()),
+        format!("--cluster-dns={DNS_SERVICE_IP}"),
         format!("--v={}", common.v),
     ];
     let body = ContainerCreateBody {
@@ -164,13 +172,13 @@ async fn wait_ready(
     let stages: [(&str, String); 3] = [
         ("the apiserver to answer", format!("on {}", common.server())),
         ("the node to be Ready", node.clone()),
-        ("the system pods to run", "k8s-master, kube-proxy".to_owned()),
+        ("the system pods to run", "k8s-master, kube-proxy, kube-dns".to_owned()),
     ];
     for (i, (what, detail)) in stages.iter().enumerate() {
         println!("waiting for {what} ({detail}) ...");
         loop {
             let done = match i {
-                0 => get(common, "/readyz").await.is_some(),
+                0 => get(common, "/readyz").await.is_some() && dns_service(common).await,
                 1 => node_ready(common, &node).await,
                 _ => system_pods_running(common, &node).await,
             };
@@ -224,7 +232,76 @@ async fn system_pods_running(common: &Common, node: &str) -> bool {
         .filter(|p| p["status"]["phase"] == "Running")
         .filter_map(|p| p["metadata"]["name"].as_str())
         .collect();
-    ["k8s-master", "kube-proxy"]
+    ["k8s-master", "kube-proxy", "kube-dns"]
         .iter()
         .all(|pod| running.contains(&format!("{pod}-{node}").as_str()))
+}
+
+/// The Docker bridge's gateway: an address of this host that pods on the bridge reach.
+async fn bridge_gateway(docker: &bollard::Docker) -> Result<String, Error> {
+    let bridge = docker
+        .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .map_err(|e| Error::Docker(format!("inspecting the bridge network: {e}")))?;
+    bridge
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.gateway.filter(|g| g.parse::<std::net::Ipv4Addr>().is_ok()))
+        .ok_or_else(|| Error::Docker("the bridge network has no IPv4 gateway".into()))
+}
+
+/// Makes sure the `kube-dns` Service exists with its fixed ClusterIP, pointing at the DNS pod on
+/// the bridge's gateway. It has no selector (the DNS pod shares the host's network, so its pod
+/// IP is not the address pods reach), so its EndpointSlice is written here, as a user would.
+async fn dns_service(common: &Common) -> bool {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, PostParams};
+    let Ok(Some(client)) = crate::client::connect(Some(&common.server()), None).await else {
+        return false;
+    };
+    let Some(address) = std::fs::read_to_string(common.manifests_dir().join("dns.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|pod| {
+            pod["spec"]["containers"][0]["args"]
+                .as_array()?
+                .iter()
+                .find_map(|a| a.as_str()?.strip_prefix("--dns-bind-address=").map(str::to_owned))
+        })
+    else {
+        return false;
+    };
+    let ports = serde_json::json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                                   {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"clusterIP": DNS_SERVICE_IP, "ports": ports}
+    }))
+    .unwrap_or_default();
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-dns-host", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+        "ports": ports
+    }))
+    .unwrap_or_default();
+    let service = Api::<Service>::namespaced(client.clone(), "kube-system")
+        .create(&PostParams::default(), &service)
+        .await;
+    let slice = Api::<EndpointSlice>::namespaced(client, "kube-system")
+        .create(&PostParams::default(), &slice)
+        .await;
+    exists_or_made(service.map(drop)) && exists_or_made(slice.map(drop))
+}
+
+fn exists_or_made(result: Result<(), kube::Error>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(kube::Error::Api(status)) => status.code == 409,
+        Err(_) => false,
+    }
 }
