@@ -258,7 +258,7 @@ async fn bridge_gateway(docker: &bollard::Docker) -> Result<String, Error> {
 async fn dns_service(common: &Common) -> bool {
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    use kube::api::{Api, PostParams};
+    use kube::api::Api;
     let Ok(Some(client)) = crate::client::connect(Some(&common.server()), None).await else {
         return false;
     };
@@ -289,19 +289,23 @@ async fn dns_service(common: &Common) -> bool {
         "ports": ports
     }))
     .unwrap_or_default();
-    let service = Api::<Service>::namespaced(client.clone(), "kube-system")
-        .create(&PostParams::default(), &service)
-        .await;
-    let slice = Api::<EndpointSlice>::namespaced(client, "kube-system")
-        .create(&PostParams::default(), &slice)
-        .await;
-    exists_or_made(service.map(drop)) && exists_or_made(slice.map(drop))
+    ensure(&Api::<Service>::namespaced(client.clone(), "kube-system"), &service).await
+        && ensure(&Api::<EndpointSlice>::namespaced(client, "kube-system"), &slice).await
 }
 
-fn exists_or_made(result: Result<(), kube::Error>) -> bool {
-    match result {
-        Ok(()) => true,
-        Err(kube::Error::Api(status)) => status.code == 409,
+/// Creates `obj` unless an object of its name exists already.
+async fn ensure<K>(api: &kube::Api<K>, obj: &K) -> bool
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match api.get_opt(&name).await {
+        Ok(Some(_)) => true,
+        Ok(None) => match api.create(&kube::api::PostParams::default(), obj).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) => status.code == 409,
+            Err(_) => false,
+        },
         Err(_) => false,
     }
 }
