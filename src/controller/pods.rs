@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::selector::LabelSelector;
-use crate::informer::ObjectKey;
+use crate::informer::{Change, ObjectKey};
 
 /// How long an expectation may stay unmet before a sync proceeds anyway: a watch event that was
 /// lost for good must not stall its controller forever (upstream's `ExpectationsTimeout`).
@@ -56,21 +56,36 @@ impl Expectations {
 
     /// Records that `owner` is about to create `count` objects.
     pub(crate) fn expect_creations(&self, owner: &ObjectKey, count: usize) {
-        self.set(owner, count as i64, HashSet::new());
+        self.expect(owner, count, []);
     }
 
     /// Records that `owner` is about to delete `pods`.
     pub(crate) fn expect_deletions(&self, owner: &ObjectKey, pods: impl IntoIterator<Item = ObjectKey>) {
-        self.set(owner, 0, pods.into_iter().collect());
+        self.expect(owner, 0, pods);
     }
 
-    fn set(&self, owner: &ObjectKey, adds: i64, deletes: HashSet<ObjectKey>) {
+    /// Records that `owner` is about to create `creations` objects and delete `deletions`,
+    /// replacing what it expected before.
+    pub(crate) fn expect(&self, owner: &ObjectKey, creations: usize, deletions: impl IntoIterator<Item = ObjectKey>) {
         let expected = Expected {
-            adds,
-            deletes,
+            adds: i64::try_from(creations).unwrap_or(i64::MAX),
+            deletes: deletions.into_iter().collect(),
             set_at: Instant::now(),
         };
         self.lock().insert(owner.clone(), expected);
+    }
+
+    /// Counts what `change` to one of `owner`'s pods shows, as upstream's pod handlers do: a
+    /// creation, or a deletion (the pod gone, or seen with a deletion timestamp).
+    pub(crate) fn observe(&self, owner: &ObjectKey, change: &Change<'_, Pod>) {
+        match change {
+            Change::Added(pod) if pod.metadata.deletion_timestamp.is_none() => self.creation_observed(owner),
+            Change::Added(pod) | Change::Deleted(pod) => self.deletion_observed(owner, &ObjectKey::of(&***pod)),
+            Change::Updated { new, .. } if new.metadata.deletion_timestamp.is_some() => {
+                self.deletion_observed(owner, &ObjectKey::of(&***new));
+            }
+            Change::Updated { .. } => {}
+        }
     }
 
     /// One creation of `owner`'s was seen, or will never be (it failed or was skipped).
@@ -93,17 +108,25 @@ impl Expectations {
     }
 }
 
+/// The pod's `status.phase`; empty when it has none yet.
+pub(crate) fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+/// Whether the pod has Succeeded or Failed: it runs nothing any more (upstream's `IsPodTerminal`).
+pub(crate) fn is_finished(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
 /// Whether `pod` still counts toward its owner: not finished, not being deleted
 /// (upstream's `IsPodActive`).
 pub(crate) fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !is_finished(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// Whether the pod is being deleted and has not finished: it still holds resources.
 pub(crate) fn is_terminating(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_some()
+    !is_finished(pod) && pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Since when the pod has been Ready, if it is.
@@ -162,6 +185,13 @@ pub(crate) fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// The key of the `K` that controls `pod` by its controller owner reference, if one does.
+pub(crate) fn controlled_by<K: Resource<DynamicType = ()>>(pod: &Pod) -> Option<ObjectKey> {
+    let owner = controller_of(&pod.metadata)?;
+    (owner.kind == K::kind(&()) && owner.api_version == K::api_version(&()))
+        .then(|| ObjectKey::new(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
 }
 
 /// A pod from `template`, controlled by `owner`, named `<prefix><random>` by the apiserver
@@ -421,6 +451,34 @@ mod tests {
         assert!(!e.satisfied(&rs));
         e.deletion_observed(&rs, &ObjectKey::new("ns", "b"));
         assert!(e.satisfied(&rs));
+    }
+
+    #[test]
+    fn expectations_observe_a_pod_seen_terminating_then_gone_as_one_deletion() {
+        let e = Expectations::default();
+        let owner = ObjectKey::new("ns", "job");
+        let created = Arc::new(pod(json!({"metadata": {"name": "a", "namespace": "ns"}})));
+        let deleting = Arc::new(pod(json!({"metadata": {"name": "b", "namespace": "ns",
+            "deletionTimestamp": "2030-01-01T00:00:00Z"}})));
+        e.expect(&owner, 1, [ObjectKey::of(&*deleting), ObjectKey::new("ns", "c")]);
+        e.observe(&owner, &Change::Added(&created));
+        e.observe(
+            &owner,
+            &Change::Updated {
+                old: &created,
+                new: &deleting,
+            },
+        );
+        e.observe(&owner, &Change::Deleted(&deleting));
+        assert!(!e.satisfied(&owner), "c has not been seen going");
+        let c = Arc::new(pod(json!({"metadata": {"name": "c", "namespace": "ns"}})));
+        e.observe(&owner, &Change::Updated { old: &c, new: &c });
+        assert!(
+            !e.satisfied(&owner),
+            "an update without a deletion timestamp is no deletion"
+        );
+        e.observe(&owner, &Change::Deleted(&c));
+        assert!(e.satisfied(&owner));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
+use super::pods::{is_finished, is_ready};
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::WorkQueue;
 
@@ -129,20 +130,6 @@ fn backend(service: &Service, pod: &Pod, include_terminating: bool) -> Option<Ba
             ..Default::default()
         },
     })
-}
-
-/// Succeeded and Failed pods serve nothing any more.
-fn is_finished(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-/// Whether the pod's Ready condition is True (upstream's `IsPodReady`).
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The pod's IPv4 address: `status.podIP`, or the first IPv4 one of `status.podIPs`.
