@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::Context;
 use super::pods::{self, Expectations, controlled_by, is_available, is_ready};
-use crate::api::pod::{matches_node, tolerates};
+use crate::api::scheduling::{RequiredNodeAffinity, untolerated_taint};
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};
@@ -121,16 +121,14 @@ pub(super) async fn run(ctx: Arc<Context>) {
 fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let fits_name = spec.node_name.as_deref().is_none_or(|n| n.is_empty() || n == name);
-    if !fits_name || !matches_node(spec, node) {
+    // A requirement upstream would refuse matches no node.
+    let affine = || RequiredNodeAffinity::parse(spec).is_ok_and(|r| r.matches(node));
+    if !fits_name || !affine() {
         return (false, false);
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
-    let untolerated = |effect: &str| {
-        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-        taints
-            .iter()
-            .any(|t| t.effect == effect && !tolerations.iter().any(|tol| tolerates(tol, t)))
-    };
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let untolerated = |effect: &str| untolerated_taint(taints, tolerations, |t| t.effect == effect).is_some();
     if untolerated("NoExecute") {
         return (false, false);
     }
@@ -599,8 +597,9 @@ mod tests {
         assert!(is_updated(&pod, &hash));
         let n1 = node("n1", serde_json::json!({}), serde_json::json!([]));
         let n2 = node("n2", serde_json::json!({}), serde_json::json!([]));
-        assert!(matches_node(pod.spec.as_ref().unwrap(), &n1));
-        assert!(!matches_node(pod.spec.as_ref().unwrap(), &n2));
+        let required = RequiredNodeAffinity::parse(pod.spec.as_ref().unwrap()).unwrap();
+        assert!(required.matches(&n1));
+        assert!(!required.matches(&n2));
     }
 
     #[test]
