@@ -1,15 +1,15 @@
 //! What the controllers that own pods (or other objects) share, after upstream's
 //! `pkg/controller/controller_utils.go` and `controller_ref_manager.go`: controller expectations,
 //! the active/ready/available predicates, pods made from a template with a controller reference,
-//! workload selectors, adopting and releasing by selector, and slow-start batches.
+//! adopting and releasing by selector, and slow-start batches.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as ApiSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -210,49 +210,6 @@ pub(crate) fn pod_from_template(template: &PodTemplateSpec, owner: OwnerReferenc
         spec: template.spec.clone(),
         status: None,
     }
-}
-
-/// A workload's structured selector as a matcher (upstream's `LabelSelectorAsSelector`): an
-/// error names what is wrong with it; the empty selector matches everything.
-pub(crate) fn selector(selector: &ApiSelector) -> Result<LabelSelector, String> {
-    // Labels cannot hold these; a selector that does would change meaning once written as text.
-    let plain = |s: &str| !s.is_empty() && !s.contains([',', '(', ')', '=', '!', ' ']);
-    let mut terms = Vec::new();
-    for (key, value) in selector.match_labels.iter().flatten() {
-        if !plain(key) || (!value.is_empty() && !plain(value)) {
-            return Err(format!("invalid label selector term {key:?}: {value:?}"));
-        }
-        terms.push(format!("{key}={value}"));
-    }
-    for expr in selector.match_expressions.iter().flatten() {
-        let values = expr.values.clone().unwrap_or_default();
-        if !plain(&expr.key) || !values.iter().all(|v| plain(v)) {
-            return Err(format!("invalid label selector requirement on {:?}", expr.key));
-        }
-        let term = match (expr.operator.as_str(), values.is_empty()) {
-            ("In", false) => format!("{} in ({})", expr.key, values.join(",")),
-            ("NotIn", false) => format!("{} notin ({})", expr.key, values.join(",")),
-            ("Exists", true) => expr.key.clone(),
-            ("DoesNotExist", true) => format!("!{}", expr.key),
-            ("In" | "NotIn", true) => return Err(format!("{}: values must be given for In and NotIn", expr.key)),
-            ("Exists" | "DoesNotExist", false) => {
-                return Err(format!(
-                    "{}: values must be empty for Exists and DoesNotExist",
-                    expr.key
-                ));
-            }
-            (op, _) => return Err(format!("{op:?} is not a valid label selector operator")),
-        };
-        terms.push(term);
-    }
-    LabelSelector::parse(&terms.join(",")).map_err(|e| e.to_string())
-}
-
-/// Whether `selector` is present but selects nothing in particular: upstream refuses to let a
-/// workload own every pod of its namespace.
-pub(crate) fn selects_everything(selector: &ApiSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// Who claims objects, for [`claim`]: the owner's controller reference, whether it is being
@@ -498,30 +455,6 @@ mod tests {
         );
         let done = pod(json!({"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}}));
         assert!(!is_active(&done) && !is_ready(&done));
-    }
-
-    #[test]
-    fn selectors_convert_like_upstream_and_refuse_bad_operators() {
-        let s: ApiSelector = serde_json::from_value(json!({"matchLabels": {"app": "web"},
-            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
-                                 {"key": "canary", "operator": "DoesNotExist"}]}))
-        .unwrap();
-        let s = selector(&s).unwrap();
-        let labels = |v: serde_json::Value| serde_json::from_value::<BTreeMap<String, String>>(v).unwrap();
-        assert!(s.matches(Some(&labels(json!({"app": "web", "tier": "b"})))));
-        assert!(!s.matches(Some(&labels(json!({"app": "web", "tier": "b", "canary": "1"})))));
-        assert!(!s.matches(Some(&labels(json!({"app": "web"})))));
-        for bad in [
-            json!({"matchExpressions": [{"key": "k", "operator": "Near", "values": ["a"]}]}),
-            json!({"matchExpressions": [{"key": "k", "operator": "In"}]}),
-            json!({"matchLabels": {"k": "a,b"}}),
-        ] {
-            assert!(
-                selector(&serde_json::from_value(bad.clone()).unwrap()).is_err(),
-                "{bad}"
-            );
-        }
-        assert!(selects_everything(&ApiSelector::default()));
     }
 
     #[tokio::test]

@@ -123,12 +123,7 @@ impl AffinityTerm {
         // NB: a non-empty namespaceSelector would need Namespace labels; only the empty one
         // ("every namespace") is understood, others add no namespaces to the listed ones.
         let namespaces = match &term.namespace_selector {
-            Some(s)
-                if s.match_labels.as_ref().is_none_or(|l| l.is_empty())
-                    && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()) =>
-            {
-                None
-            }
+            Some(s) if LabelSelector::try_from(s).is_ok_and(|s| s.is_empty()) => None,
             _ if listed.is_empty() => Some(vec![own_namespace.to_owned()]),
             _ => Some(listed),
         };
