@@ -1,6 +1,6 @@
 //! Pod defaults and validation, shared by the apiserver (every pod and pod template it stores)
 //! and the kubelet (static pods it reads from files). Mirrors upstream's
-//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pod specs.
+//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pods and pod specs.
 
 use std::collections::HashSet;
 
@@ -11,13 +11,35 @@ use crate::api::validation::{FieldError, NameRule, is_dns1123_label};
 /// Defaults and validates a whole pod read outside the apiserver (a static pod); the errors are
 /// upstream's `field: message` lines.
 pub fn default_and_validate(pod: &mut Pod) -> Result<(), Vec<String>> {
+    default_pod(pod);
     let spec = pod.spec.get_or_insert_with(Default::default);
-    default_pod_spec(spec);
     let errors = validate_pod_spec(spec, "spec");
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// Fills a pod's defaults, as upstream's `SetDefaults_Pod`: its spec's, and a container that
+/// limits a resource without requesting it requests its limit. Pod templates do not get the
+/// latter, as upstream's do not.
+pub fn default_pod(pod: &mut Pod) {
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    default_pod_spec(spec);
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let resources = c.resources.get_or_insert_with(Default::default);
+        let Some(limits) = resources.limits.as_ref().filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        let requests = resources.requests.get_or_insert_with(Default::default);
+        for (name, limit) in limits {
+            requests.entry(name.clone()).or_insert_with(|| limit.clone());
+        }
     }
 }
 
@@ -171,4 +193,44 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_request_what_they_only_limit() {
+        let mut pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [
+                {"name": "limited", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "1Gi"},
+                                                                "requests": {"cpu": "500m"}}},
+                {"name": "free", "image": "i"}],
+            "initContainers": [{"name": "init", "image": "i", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}))
+        .unwrap();
+        default_pod(&mut pod);
+        let requests = |c: &Container| serde_json::to_value(&c.resources.as_ref().unwrap().requests).unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(requests(&spec.containers[0]), json!({"cpu": "500m", "memory": "1Gi"}));
+        assert_eq!(requests(&spec.containers[1]), json!(null), "no limits, no requests");
+        assert_eq!(
+            requests(&spec.init_containers.as_ref().unwrap()[0]),
+            json!({"nvidia.com/gpu": "1"})
+        );
+        assert_eq!(
+            spec.restart_policy.as_deref(),
+            Some("Always"),
+            "the spec is defaulted too"
+        );
+    }
+
+    #[test]
+    fn pod_templates_keep_requests_unset() {
+        let mut spec: PodSpec = serde_json::from_value(json!({"containers": [
+            {"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}))
+        .unwrap();
+        default_pod_spec(&mut spec);
+        assert_eq!(spec.containers[0].resources.as_ref().unwrap().requests, None);
+    }
 }

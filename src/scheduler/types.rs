@@ -243,13 +243,11 @@ impl PodInfo {
     }
 }
 
-/// A container's requests; a resource it only limits requests its limit, as upstream's defaulting
-/// (`SetDefaults_Container`) would have written it.
+/// A container's requests (the apiserver's defaulting made a resource it only limits request
+/// its limit).
 fn container_requests(c: &Container) -> Result<Resources, String> {
-    let resources = c.resources.clone().unwrap_or_default();
-    let mut list = resources.limits.unwrap_or_default();
-    list.extend(resources.requests.unwrap_or_default());
-    Resources::parse(Some(&list)).map_err(|e| format!("container {}: {e}", c.name))
+    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    Resources::parse(requests).map_err(|e| format!("container {}: {e}", c.name))
 }
 
 /// Upstream's `PodRequests` for containers and init containers (sidecars keep running, so they
@@ -443,7 +441,7 @@ mod tests {
         let p = pod(json!({"metadata": {"name": "p"}, "spec": {
             "containers": [
                 {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}}},
-                {"name": "b", "resources": {"limits": {"cpu": "200m"}}}],
+                {"name": "b", "resources": {"requests": {"cpu": "200m"}}}],
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": "1"}}}],
             "overhead": {"cpu": "10m"}}}));
         assert_eq!(p.requests.milli_cpu, 1010);
