@@ -359,9 +359,7 @@ impl DaemonSetController {
         let entry = failures.entry((key.clone(), node.to_string()));
         let (count, last) = entry.or_insert((0, Instant::now()));
         if *count > 0 {
-            let delay = FAILED_POD_BACKOFF
-                .saturating_mul(2u32.saturating_pow(*count - 1))
-                .min(MAX_FAILED_POD_BACKOFF);
+            let delay = pods::backoff_after(FAILED_POD_BACKOFF, MAX_FAILED_POD_BACKOFF, *count);
             let left = delay.saturating_sub(last.elapsed());
             if !left.is_zero() {
                 return Some(left);

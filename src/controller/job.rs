@@ -61,9 +61,7 @@ struct Backoff {
 impl Backoff {
     /// How much longer to wait before creating pods: 10 s doubling per failure, up to 10 min.
     fn remaining(&self) -> Duration {
-        let delay = POD_FAILURE_BACKOFF
-            .saturating_mul(2u32.saturating_pow(self.failures.saturating_sub(1)))
-            .min(MAX_POD_FAILURE_BACKOFF);
+        let delay = pods::backoff_after(POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF, self.failures);
         delay.saturating_sub(self.last_failure.elapsed())
     }
 }
