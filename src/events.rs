@@ -67,7 +67,7 @@ impl Recorder {
 
     /// Records an event about `obj`.
     pub(crate) fn record<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, message: &str) {
-        self.send(obj.object_ref(&()), warning, reason, message);
+        self.record_ref(obj.object_ref(&()), warning, reason, message);
     }
 
     /// Records an event about the node the reporter runs on.
@@ -78,10 +78,12 @@ impl Recorder {
             name: Some(self.node.to_string()),
             ..Default::default()
         };
-        self.send(involved, warning, reason, message);
+        self.record_ref(involved, warning, reason, message);
     }
 
-    fn send(&self, involved: ObjectReference, warning: bool, reason: &str, message: &str) {
+    /// Records an event about the object `involved` refers to, for callers that know an object
+    /// only by its identity (the garbage collector, which handles every kind).
+    pub(crate) fn record_ref(&self, involved: ObjectReference, warning: bool, reason: &str, message: &str) {
         let kind = if warning { "Warning" } else { "Normal" };
         let object = format!(
             "{}/{}",

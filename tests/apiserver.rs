@@ -212,6 +212,22 @@ async fn deployments_default_scale_and_bump_generation() {
         "the status subresource changes only status"
     );
     assert_eq!(status_only.status.unwrap().replicas, Some(4));
+    // As upstream, a Deployment's status write also takes annotations (the controller writes its
+    // revision that way), but not labels, and it is no new generation.
+    let annotated = deploys
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"},
+                                              "labels": {"tier": "web"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(annotated.annotations()["deployment.kubernetes.io/revision"], "1");
+    assert!(annotated.labels().is_empty(), "{:?}", annotated.labels());
+    assert_eq!(annotated.metadata.generation, Some(2));
 }
 
 #[tokio::test]

@@ -472,6 +472,37 @@ async fn objects_created_with_a_dangling_owner_reference_are_collected() {
 }
 
 #[tokio::test]
+async fn a_cluster_scoped_object_owned_by_a_namespaced_one_gets_an_event_about_it() {
+    let (cluster, _) = gc_cluster().await;
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    let owner = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "3b1c7e4a-0000-4000-8000-000000000001"});
+    let claimed: Namespace = create(
+        &namespaces,
+        json!({"metadata": {"name": "claimed", "ownerReferences": [owner]}}),
+    )
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cluster.client(), "default");
+    let event = wait_for("an OwnerRefInvalidNamespace event", TIMEOUT, || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("OwnerRefInvalidNamespace"))
+    })
+    .await;
+    let involved = &event.involved_object;
+    assert_eq!(
+        (
+            involved.kind.as_deref(),
+            involved.name.as_deref(),
+            involved.api_version.as_deref()
+        ),
+        (Some("Namespace"), Some("claimed"), Some("v1"))
+    );
+    assert_eq!(involved.uid, claimed.uid());
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+}
+
+#[tokio::test]
 async fn foreground_deletion_removes_dependents_before_the_owner() {
     let (_cluster, cms) = gc_cluster().await;
     let owner: ConfigMap = create(&cms, json!({"metadata": {"name": "owner"}})).await;

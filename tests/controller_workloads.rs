@@ -205,6 +205,8 @@ async fn deployment_creates_replaces_and_scales_its_pods() {
     assert_eq!(rs.annotations()["deployment.kubernetes.io/max-replicas"], "7");
     let d = deployments.get("web").await.unwrap();
     assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "1");
+    // The revision goes with the status, as upstream writes it: no new generation.
+    assert_eq!(d.metadata.generation, Some(1));
     let conditions: BTreeMap<String, String> = d
         .status
         .unwrap()

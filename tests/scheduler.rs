@@ -193,6 +193,32 @@ async fn a_pod_too_big_for_every_node_waits_until_a_node_fits() {
 }
 
 #[tokio::test]
+async fn a_pod_that_only_limits_cpu_requests_its_limit() {
+    let server = start().await;
+    let client = &server.client;
+    for node in ["small-1", "small-2"] {
+        register_node(client, node, "2", "4Gi", 110).await;
+    }
+    let _scheduler = Scheduler::without_election(&server.url);
+    let spec = json!({"containers": [{"name": "app", "image": "busybox", "resources": {"limits": {"cpu": "8"}}}]});
+    create_pod(client, "limited", json!({}), spec).await;
+    let pod = pods(client).get("limited").await.unwrap();
+    let resources = pod.spec.unwrap().containers[0].resources.clone().unwrap();
+    assert_eq!(
+        resources.requests.unwrap()["cpu"].0,
+        "8",
+        "the apiserver defaults requests to limits"
+    );
+    assert_eq!(
+        wait_unschedulable(client, "limited").await,
+        (
+            "Unschedulable".to_owned(),
+            "0/2 nodes are available: 2 Insufficient cpu.".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
 async fn node_selector_and_node_affinity_choose_the_node() {
     let server = start().await;
     let client = &server.client;

@@ -1,27 +1,45 @@
 //! Pod defaults and validation, shared by the apiserver (every pod and pod template it stores)
 //! and the kubelet (static pods it reads from files). Mirrors upstream's
-//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pod specs, and the
-//! node-placement helpers of `k8s.io/component-helpers/scheduling/corev1` (taints against
-//! tolerations, node selectors and required node affinity) that controllers share.
+//! `pkg/apis/core/v1/defaults.go` and `pkg/apis/core/validation` for pods and pod specs.
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use crate::api::validation::{FieldError, NameRule, is_dns1123_label};
 
 /// Defaults and validates a whole pod read outside the apiserver (a static pod); the errors are
 /// upstream's `field: message` lines.
 pub fn default_and_validate(pod: &mut Pod) -> Result<(), Vec<String>> {
+    default_pod(pod);
     let spec = pod.spec.get_or_insert_with(Default::default);
-    default_pod_spec(spec);
     let errors = validate_pod_spec(spec, "spec");
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// Fills a pod's defaults, as upstream's `SetDefaults_Pod`: its spec's, and a container that
+/// limits a resource without requesting it requests its limit. Pod templates do not get the
+/// latter, as upstream's do not.
+pub fn default_pod(pod: &mut Pod) {
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    default_pod_spec(spec);
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let resources = c.resources.get_or_insert_with(Default::default);
+        let Some(limits) = resources.limits.as_ref().filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        let requests = resources.requests.get_or_insert_with(Default::default);
+        for (name, limit) in limits {
+            requests.entry(name.clone()).or_insert_with(|| limit.clone());
+        }
     }
 }
 
@@ -177,153 +195,42 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     errs
 }
 
-/// Whether `toleration` tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an empty
-/// effect matches every effect, an empty key with `Exists` matches every key, and `Equal` (the
-/// default operator) also compares the values.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
-        _ => false,
-    }
-}
-
-/// Whether a pod with `spec` may run on `node` by its `nodeSelector` and its required node
-/// affinity (upstream's `nodeaffinity.GetRequiredNodeAffinity(pod).Match(node)`). Taints are
-/// not considered.
-pub fn matches_node(spec: &PodSpec, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector_ok = spec
-        .node_selector
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    let name = node.metadata.name.as_deref().unwrap_or_default();
-    // Terms are ORed; an empty list of terms matches no node.
-    selector_ok && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, &labels, name)))
-}
-
-fn term_matches(term: &NodeSelectorTerm, labels: &std::collections::BTreeMap<String, String>, name: &str) -> bool {
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    // A term without requirements matches nothing.
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (value.and_then(number), values.first().and_then(|b| number(b))) else {
-                return false;
-            };
-            if r.operator == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint {
-            key: key.into(),
-            value: Some(value.into()).filter(|v: &String| !v.is_empty()),
-            effect: effect.into(),
-            time_added: None,
-        }
-    }
-
-    fn toleration(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
-        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-        Toleration {
-            key: some(key),
-            operator: some(op),
-            value: some(value),
-            effect: some(effect),
-            toleration_seconds: None,
-        }
+    #[test]
+    fn containers_request_what_they_only_limit() {
+        let mut pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [
+                {"name": "limited", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "1Gi"},
+                                                                "requests": {"cpu": "500m"}}},
+                {"name": "free", "image": "i"}],
+            "initContainers": [{"name": "init", "image": "i", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}))
+        .unwrap();
+        default_pod(&mut pod);
+        let requests = |c: &Container| serde_json::to_value(&c.resources.as_ref().unwrap().requests).unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(requests(&spec.containers[0]), json!({"cpu": "500m", "memory": "1Gi"}));
+        assert_eq!(requests(&spec.containers[1]), json!(null), "no limits, no requests");
+        assert_eq!(
+            requests(&spec.init_containers.as_ref().unwrap()[0]),
+            json!({"nvidia.com/gpu": "1"})
+        );
+        assert_eq!(
+            spec.restart_policy.as_deref(),
+            Some("Always"),
+            "the spec is defaulted too"
+        );
     }
 
     #[test]
-    fn tolerations_match_taints_like_upstream() {
-        let t = taint("dedicated", "gpu", "NoSchedule");
-        assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &t));
-        assert!(tolerates(&toleration("dedicated", "", "gpu", ""), &t));
-        assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", "NoSchedule"), &t));
-        assert!(!tolerates(&toleration("dedicated", "Exists", "", "NoExecute"), &t));
-        assert!(tolerates(&toleration("", "Exists", "", ""), &t));
-        assert!(!tolerates(&toleration("other", "Exists", "", ""), &t));
-    }
-
-    fn node(name: &str, labels: serde_json::Value) -> Node {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": labels}})).unwrap()
-    }
-
-    fn spec(v: serde_json::Value) -> PodSpec {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn node_selector_and_required_affinity_both_must_match() {
-        let n = node("n1", serde_json::json!({"disk": "ssd", "cores": "8"}));
-        assert!(matches_node(&spec(serde_json::json!({"containers": []})), &n));
-        assert!(matches_node(
-            &spec(serde_json::json!({"containers": [], "nodeSelector": {"disk": "ssd"}})),
-            &n
-        ));
-        assert!(!matches_node(
-            &spec(serde_json::json!({"containers": [], "nodeSelector": {"disk": "hdd"}})),
-            &n
-        ));
-        let affinity = |terms: serde_json::Value| {
-            spec(serde_json::json!({"containers": [], "affinity": {"nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}))
-        };
-        let by_name = |name: &str| {
-            affinity(serde_json::json!([{"matchFields": [
-                {"key": "metadata.name", "operator": "In", "values": [name]}]}]))
-        };
-        assert!(matches_node(&by_name("n1"), &n));
-        assert!(!matches_node(&by_name("n2"), &n));
-        let gt = |bound: &str| {
-            affinity(serde_json::json!([{"matchExpressions": [
-                {"key": "cores", "operator": "Gt", "values": [bound]}]}]))
-        };
-        assert!(matches_node(&gt("4"), &n));
-        assert!(!matches_node(&gt("8"), &n));
-        assert!(!matches_node(&affinity(serde_json::json!([])), &n));
-        assert!(!matches_node(&affinity(serde_json::json!([{}])), &n));
+    fn pod_templates_keep_requests_unset() {
+        let mut spec: PodSpec = serde_json::from_value(json!({"containers": [
+            {"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}))
+        .unwrap();
+        default_pod_spec(&mut spec);
+        assert_eq!(spec.containers[0].resources.as_ref().unwrap().requests, None);
     }
 }

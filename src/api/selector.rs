@@ -1,9 +1,14 @@
-//! Label and field selectors in their string form (`app=web,tier notin (db)`), parsed once and
-//! matched against many objects.
+//! Label and field selectors, parsed once and matched against many objects: the string form
+//! of `?labelSelector=` (`app=web,tier notin (db)`), the structured form workloads and affinity
+//! terms carry (`matchLabels` + `matchExpressions`), and the plain label sets of Services and
+//! `nodeSelector`.
 //!
-//! Follows upstream's `k8s.io/apimachinery/pkg/labels` and `pkg/fields` grammar.
+//! Follows upstream's `k8s.io/apimachinery/pkg/labels` and `pkg/fields` grammar, and
+//! `metav1.LabelSelectorAsSelector` for the structured form.
 
 use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
 /// A selector that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,10 +27,84 @@ enum Op {
     LessThan(i64),
 }
 
+/// One requirement on the value of one label (or field).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Requirement {
+pub struct Requirement {
     key: String,
     op: Op,
+}
+
+impl Requirement {
+    /// A requirement in the structured form of `matchExpressions` and node selector terms,
+    /// checked as upstream's `labels.NewRequirement`: a valid key, values for `In` and `NotIn`,
+    /// none for `Exists` and `DoesNotExist`, and (where `numeric`, as in node selectors) one
+    /// integer for `Gt` and `Lt`.
+    pub fn new(key: &str, operator: &str, values: &[String], numeric: bool) -> Result<Self, ParseError> {
+        let bad = |why: &str| Err(ParseError(format!("{key}: {why}")));
+        let op = match (operator, values) {
+            ("In" | "NotIn", []) => return bad("values must be given for In and NotIn"),
+            ("In", _) => Op::In(valid_values(values, key)?),
+            ("NotIn", _) => Op::NotIn(valid_values(values, key)?),
+            ("Exists", []) => Op::Exists,
+            ("DoesNotExist", []) => Op::DoesNotExist,
+            ("Exists" | "DoesNotExist", _) => return bad("values must be empty for Exists and DoesNotExist"),
+            ("Gt" | "Lt", [value]) if numeric => {
+                let Ok(n) = value.parse::<i64>() else {
+                    return bad(&format!("{operator} needs an integer value, not {value:?}"));
+                };
+                if operator == "Gt" {
+                    Op::GreaterThan(n)
+                } else {
+                    Op::LessThan(n)
+                }
+            }
+            ("Gt" | "Lt", _) if numeric => return bad(&format!("{operator} needs exactly one value")),
+            (other, _) => return bad(&format!("{other:?} is not a valid selector operator")),
+        };
+        Ok(Self {
+            key: valid_key(key, key)?,
+            op,
+        })
+    }
+
+    /// A requirement on an object field, as node selector terms' `matchFields` (upstream's
+    /// `nodeSelectorRequirementsAsFieldSelector`): `In` or `NotIn` with exactly one value.
+    pub fn field(key: &str, operator: &str, values: &[String]) -> Result<Self, ParseError> {
+        let op = match (operator, values) {
+            ("In", [value]) => Op::Equals(value.clone()),
+            ("NotIn", [value]) => Op::NotEquals(value.clone()),
+            ("In" | "NotIn", _) => return Err(ParseError(format!("{key}: values must have one element"))),
+            (other, _) => {
+                return Err(ParseError(format!(
+                    "{key}: {other:?} is not a valid field selector operator"
+                )));
+            }
+        };
+        Ok(Self {
+            key: key.to_owned(),
+            op,
+        })
+    }
+
+    /// The label (or field) the requirement is about.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether `value` (`None`: the label is absent) satisfies the requirement.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let number = || value.and_then(|x| x.parse::<i64>().ok());
+        match &self.op {
+            Op::Equals(v) => value == Some(v.as_str()),
+            Op::NotEquals(v) => value != Some(v.as_str()),
+            Op::In(vs) => value.is_some_and(|x| vs.iter().any(|v| v == x)),
+            Op::NotIn(vs) => value.is_none_or(|x| !vs.iter().any(|v| v == x)),
+            Op::Exists => value.is_some(),
+            Op::DoesNotExist => value.is_none(),
+            Op::GreaterThan(n) => number().is_some_and(|x| x > *n),
+            Op::LessThan(n) => number().is_some_and(|x| x < *n),
+        }
+    }
 }
 
 /// A parsed label selector; the empty selector matches everything.
@@ -55,19 +134,46 @@ impl LabelSelector {
 
     /// Whether an object with `labels` is selected.
     pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        self.requirements.iter().all(|r| {
-            let value = labels.and_then(|l| l.get(&r.key));
-            match &r.op {
-                Op::Equals(v) => value == Some(v),
-                Op::NotEquals(v) => value != Some(v),
-                Op::In(vs) => value.is_some_and(|x| vs.contains(x)),
-                Op::NotIn(vs) => value.is_none_or(|x| !vs.contains(x)),
-                Op::Exists => value.is_some(),
-                Op::DoesNotExist => value.is_none(),
-                Op::GreaterThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::LessThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
-            }
-        })
+        self.requirements
+            .iter()
+            .all(|r| r.matches(labels.and_then(|l| l.get(&r.key)).map(String::as_str)))
+    }
+}
+
+/// The structured form (upstream's `LabelSelectorAsSelector`): every `matchLabels` pair and
+/// every `matchExpressions` requirement must hold; the empty selector matches everything. An
+/// error names the first invalid part.
+impl TryFrom<&meta::LabelSelector> for LabelSelector {
+    type Error = ParseError;
+
+    fn try_from(selector: &meta::LabelSelector) -> Result<Self, ParseError> {
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            requirements.push(Requirement {
+                key: valid_key(key, key)?,
+                op: Op::Equals(valid_value(value, key)?),
+            });
+        }
+        for expr in selector.match_expressions.iter().flatten() {
+            let values = expr.values.as_deref().unwrap_or_default();
+            requirements.push(Requirement::new(&expr.key, &expr.operator, values, false)?);
+        }
+        Ok(Self { requirements })
+    }
+}
+
+/// A label set as a selector (upstream's `SelectorFromSet`): every label must have its value.
+/// A Service's selector and a pod's `nodeSelector` are such sets; they are not validated.
+impl From<&BTreeMap<String, String>> for LabelSelector {
+    fn from(set: &BTreeMap<String, String>) -> Self {
+        let requirements = set
+            .iter()
+            .map(|(key, value)| Requirement {
+                key: key.clone(),
+                op: Op::Equals(value.clone()),
+            })
+            .collect();
+        Self { requirements }
     }
 }
 
@@ -168,6 +274,10 @@ fn valid_key(key: &str, part: &str) -> Result<String, ParseError> {
     } else {
         Err(ParseError(format!("{part}: invalid label key {key:?}")))
     }
+}
+
+fn valid_values(values: &[String], part: &str) -> Result<Vec<String>, ParseError> {
+    values.iter().map(|v| valid_value(v, part)).collect()
 }
 
 fn valid_value(value: &str, part: &str) -> Result<String, ParseError> {
@@ -280,6 +390,62 @@ mod tests {
         for s in ["app in web", "bad key=x", "app=in valid", "a=(b)", "-x=y"] {
             assert!(LabelSelector::parse(s).is_err(), "{s}");
         }
+    }
+
+    fn structured(v: serde_json::Value) -> Result<LabelSelector, ParseError> {
+        LabelSelector::try_from(&serde_json::from_value::<meta::LabelSelector>(v).unwrap())
+    }
+
+    #[test]
+    fn structured_selectors_match_labels_and_expressions() {
+        let s = structured(serde_json::json!({"matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                 {"key": "canary", "operator": "DoesNotExist"},
+                                 {"key": "track", "operator": "NotIn", "values": ["db"]}]}))
+        .unwrap();
+        assert!(s.matches(Some(&labels(&[("app", "web"), ("tier", "b")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "web"), ("tier", "b"), ("canary", "1")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "web"), ("tier", "b"), ("track", "db")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "web")]))));
+        assert!(structured(serde_json::json!({})).unwrap().matches(None));
+    }
+
+    #[test]
+    fn structured_selectors_refuse_what_upstream_refuses() {
+        for bad in [
+            serde_json::json!({"matchExpressions": [{"key": "k", "operator": "Near", "values": ["a"]}]}),
+            serde_json::json!({"matchExpressions": [{"key": "k", "operator": "In"}]}),
+            serde_json::json!({"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["a"]}]}),
+            // Gt and Lt belong to node selectors only.
+            serde_json::json!({"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1"]}]}),
+            serde_json::json!({"matchLabels": {"k": "a,b"}}),
+            serde_json::json!({"matchLabels": {"bad key": "a"}}),
+        ] {
+            assert!(structured(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numeric_and_field_requirements_follow_node_selector_rules() {
+        let values = |vs: &[&str]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let gt = Requirement::new("cores", "Gt", &values(&["4"]), true).unwrap();
+        assert!(gt.matches(Some("8")) && !gt.matches(Some("4")) && !gt.matches(Some("x")) && !gt.matches(None));
+        assert!(Requirement::new("cores", "Lt", &values(&["a"]), true).is_err());
+        assert!(Requirement::new("cores", "Lt", &values(&["1", "2"]), true).is_err());
+        let name = Requirement::field("metadata.name", "In", &values(&["n1"])).unwrap();
+        assert!(name.matches(Some("n1")) && !name.matches(Some("n2")));
+        let not = Requirement::field("metadata.name", "NotIn", &values(&["n1"])).unwrap();
+        assert!(!not.matches(Some("n1")) && not.matches(Some("n2")));
+        assert!(Requirement::field("metadata.name", "In", &values(&["a", "b"])).is_err());
+        assert!(Requirement::field("metadata.name", "Exists", &values(&["a"])).is_err());
+    }
+
+    #[test]
+    fn label_sets_select_by_equality() {
+        let s = LabelSelector::from(&labels(&[("app", "web")]));
+        assert!(s.matches(Some(&labels(&[("app", "web"), ("x", "y")]))));
+        assert!(!s.matches(Some(&labels(&[("app", "db")]))));
+        assert!(!s.matches(None));
     }
 
     #[test]

@@ -17,15 +17,15 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
 use super::Context;
-use super::job::{Expectations, controlled_by, controller_ref, is_ready, not_found};
-use crate::api::pod::{matches_node, tolerates};
+use super::pods::{self, Expectations, controlled_by, is_available, is_ready};
+use crate::api::scheduling::{RequiredNodeAffinity, untolerated_taint};
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};
@@ -58,7 +58,7 @@ struct DaemonSetController {
     nodes: Arc<Informer<Node>>,
     client: kube::Client,
     recorder: Recorder,
-    expectations: Expectations<ObjectKey>,
+    expectations: Expectations,
     /// Failed pods replaced per (daemon set, node), and when the last one was found.
     failures: Mutex<HashMap<(ObjectKey, String), (u32, Instant)>>,
 }
@@ -70,7 +70,7 @@ pub(super) async fn run(ctx: Arc<Context>) {
         nodes: ctx.informers.get::<Node>(),
         client: ctx.client.clone(),
         recorder: ctx.recorder("daemonset-controller"),
-        expectations: Expectations::new(),
+        expectations: Expectations::default(),
         failures: Mutex::default(),
     });
     let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::new(ctx.shutdown.clone());
@@ -121,16 +121,14 @@ pub(super) async fn run(ctx: Arc<Context>) {
 fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let fits_name = spec.node_name.as_deref().is_none_or(|n| n.is_empty() || n == name);
-    if !fits_name || !matches_node(spec, node) {
+    // A requirement upstream would refuse matches no node.
+    let affine = || RequiredNodeAffinity::parse(spec).is_ok_and(|r| r.matches(node));
+    if !fits_name || !affine() {
         return (false, false);
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
-    let untolerated = |effect: &str| {
-        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-        taints
-            .iter()
-            .any(|t| t.effect == effect && !tolerations.iter().any(|tol| tolerates(tol, t)))
-    };
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let untolerated = |effect: &str| untolerated_taint(taints, tolerations, |t| t.effect == effect).is_some();
     if untolerated("NoExecute") {
         return (false, false);
     }
@@ -204,34 +202,15 @@ fn target_node(pod: &Pod) -> Option<String> {
     })
 }
 
-/// Whether the pod has been ready for `min_ready_seconds` (upstream's `IsPodAvailable`).
-fn is_available(pod: &Pod, min_ready_seconds: i32) -> bool {
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    let Some(ready) = conditions.iter().find(|c| c.type_ == "Ready" && c.status == "True") else {
-        return false;
-    };
-    let since = ready.last_transition_time.as_ref().map(|t| t.0);
-    min_ready_seconds <= 0
-        || since.is_some_and(|t| jiff::Timestamp::now().duration_since(t).as_secs() >= i64::from(min_ready_seconds))
-}
-
 fn is_updated(pod: &Pod, hash: &str) -> bool {
     pod.labels().get(REVISION_HASH).map(String::as_str) == Some(hash)
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
 }
 
 /// Pods first by how far along they are (running, then pending), then the oldest first: the one
 /// to keep when a node has several.
 fn keep_order(pods: &mut [Arc<Pod>]) {
     pods.sort_by_key(|p| {
-        let rank = match phase(p) {
+        let rank = match pods::phase(p) {
             "Running" => 0,
             "Pending" => 1,
             _ => 2,
@@ -346,7 +325,7 @@ impl DaemonSetController {
                 plan.delete.append(pods);
                 continue;
             }
-            let (failed, mut alive): (Vec<_>, Vec<_>) = pods.drain(..).partition(|p| phase(p) == "Failed");
+            let (failed, mut alive): (Vec<_>, Vec<_>) = pods.drain(..).partition(|p| pods::phase(p) == "Failed");
             if let Some(pod) = failed.first() {
                 match self.failure_backoff(key, &name) {
                     Some(left) => wait = Some(wait.map_or(left, |w| w.min(left))),
@@ -380,9 +359,7 @@ impl DaemonSetController {
         let entry = failures.entry((key.clone(), node.to_string()));
         let (count, last) = entry.or_insert((0, Instant::now()));
         if *count > 0 {
-            let delay = FAILED_POD_BACKOFF
-                .saturating_mul(2u32.saturating_pow(*count - 1))
-                .min(MAX_FAILED_POD_BACKOFF);
+            let delay = pods::backoff_after(FAILED_POD_BACKOFF, MAX_FAILED_POD_BACKOFF, *count);
             let left = delay.saturating_sub(last.elapsed());
             if !left.is_zero() {
                 return Some(left);
@@ -401,18 +378,22 @@ impl DaemonSetController {
         hash: &str,
         plan: Plan,
     ) -> Result<(), Error> {
-        self.expectations.expect(key, plan.create_on.len(), plan.delete.len());
+        let Some(owner) = pods::controller_ref(ds) else {
+            return Ok(());
+        };
+        let deletions = plan.delete.iter().map(|p| ObjectKey::of(&**p));
+        self.expectations.expect(key, plan.create_on.len(), deletions);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         let mut result = Ok(());
         for node in plan.create_on {
-            let pod = daemon_pod(ds, spec, hash, &node);
+            let pod = daemon_pod(ds, owner.clone(), spec, hash, &node);
             match api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
                     let message = format!("Created pod: {}", created.name_any());
                     self.recorder.record(ds, false, "SuccessfulCreate", &message);
                 }
                 Err(source) => {
-                    self.expectations.created(key);
+                    self.expectations.creation_observed(key);
                     let message = format!("Error creating: {}", crate::error_chain(&source));
                     self.recorder.record(ds, true, "FailedCreate", &message);
                     result = Err(Error::CreatePod {
@@ -430,8 +411,8 @@ impl DaemonSetController {
                     self.recorder.record(ds, false, "SuccessfulDelete", &message);
                 }
                 Err(source) => {
-                    self.expectations.deleted(key);
-                    if !not_found(&source) {
+                    self.expectations.deletion_observed(key, &ObjectKey::of(&*pod));
+                    if !matches!(&source, kube::Error::Api(s) if s.code == 404) {
                         result = Err(Error::DeletePod {
                             pod: ObjectKey::of(&*pod),
                             source,
@@ -448,13 +429,13 @@ impl DaemonSetController {
     }
 }
 
-/// A daemon pod for `node`: the template with the daemon tolerations, the revision labels, and a
-/// required affinity for that node alone in place of the template's node affinity terms (the
-/// node already satisfies them), as upstream's `ReplaceDaemonSetPodNodeNameNodeAffinity`.
-fn daemon_pod(ds: &DaemonSet, spec: &PodSpec, hash: &str, node: &str) -> Pod {
-    let template = ds.spec.template.clone();
-    let meta = template.metadata.unwrap_or_default();
-    let mut labels = meta.labels.unwrap_or_default();
+/// A daemon pod for `node`, controlled by `owner`: the template with the daemon tolerations, the
+/// revision labels, and a required affinity for that node alone in place of the template's node
+/// affinity terms (the node already satisfies them), as upstream's
+/// `ReplaceDaemonSetPodNodeNameNodeAffinity`.
+fn daemon_pod(ds: &DaemonSet, owner: OwnerReference, spec: &PodSpec, hash: &str, node: &str) -> Pod {
+    let mut pod = pods::pod_from_template(&ds.spec.template, owner, &format!("{}-", ds.name_any()));
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(REVISION_HASH.into(), hash.into());
     labels.insert(
         TEMPLATE_GENERATION.into(),
@@ -475,17 +456,8 @@ fn daemon_pod(ds: &DaemonSet, spec: &PodSpec, hash: &str, node: &str) -> Pod {
             match_expressions: None,
         }],
     });
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", ds.name_any())),
-            labels: Some(labels),
-            annotations: meta.annotations,
-            owner_references: Some(vec![controller_ref(ds)]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
+    pod.spec = Some(spec);
+    pod
 }
 
 /// Upstream's rolling update without surge: old pods that are not available are replaced at
@@ -502,6 +474,7 @@ fn rolling_update(
         return Vec::new();
     }
     let min_ready = ds_spec.min_ready_seconds.unwrap_or(0);
+    let now = jiff::Timestamp::now();
     let desired = nodes.iter().filter(|n| should_run(spec, n).0).count();
     let budget = max_unavailable(ds, desired);
     let mut unavailable = 0;
@@ -510,8 +483,8 @@ fn rolling_update(
         let pods = by_node.get(node.metadata.name.as_deref().unwrap_or_default());
         match pods.and_then(|p| p.first()) {
             None => unavailable += usize::from(should_run(spec, node).0),
-            Some(pod) if is_updated(pod, hash) => unavailable += usize::from(!is_available(pod, min_ready)),
-            Some(pod) if !is_available(pod, min_ready) => replace.push(pod.clone()),
+            Some(pod) if is_updated(pod, hash) => unavailable += usize::from(!is_available(pod, min_ready, now)),
+            Some(pod) if !is_available(pod, min_ready, now) => replace.push(pod.clone()),
             Some(pod) => candidates.push(pod.clone()),
         }
     }
@@ -531,6 +504,7 @@ fn status(
     hash: &str,
 ) -> DaemonSetStatus {
     let min_ready = ds.spec.min_ready_seconds.unwrap_or(0);
+    let now = jiff::Timestamp::now();
     let mut status = DaemonSetStatus {
         observed_generation: ds.metadata.generation,
         collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
@@ -549,7 +523,7 @@ fn status(
         status.current_number_scheduled += 1;
         if is_ready(pod) {
             status.number_ready += 1;
-            if is_available(pod, min_ready) {
+            if is_available(pod, min_ready, now) {
                 *status.number_available.get_or_insert(0) += 1;
             }
         }
@@ -610,7 +584,8 @@ mod tests {
                     {"matchExpressions": [{"key": "role", "operator": "In", "values": ["edge"]}]}]}}}}}}}),
         );
         let hash = template_hash(&daemon);
-        let pod = daemon_pod(&daemon, &daemon_pod_spec(&daemon), &hash, "n1");
+        let owner = pods::controller_ref(&daemon).unwrap();
+        let pod = daemon_pod(&daemon, owner, &daemon_pod_spec(&daemon), &hash, "n1");
         assert_eq!(target_node(&pod).as_deref(), Some("n1"));
         let labels = pod.labels();
         assert_eq!(
@@ -620,8 +595,9 @@ mod tests {
         assert!(is_updated(&pod, &hash));
         let n1 = node("n1", serde_json::json!({}), serde_json::json!([]));
         let n2 = node("n2", serde_json::json!({}), serde_json::json!([]));
-        assert!(matches_node(pod.spec.as_ref().unwrap(), &n1));
-        assert!(!matches_node(pod.spec.as_ref().unwrap(), &n2));
+        let required = RequiredNodeAffinity::parse(pod.spec.as_ref().unwrap()).unwrap();
+        assert!(required.matches(&n1));
+        assert!(!required.matches(&n2));
     }
 
     #[test]

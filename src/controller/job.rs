@@ -13,19 +13,19 @@
 //! back-off live in memory, as upstream's expectations and back-off records do.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
 use super::Context;
+use super::pods::{self, Expectations, controlled_by, is_active, is_finished, is_ready};
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};
@@ -51,74 +51,6 @@ enum Error {
     UpdateStatus { job: ObjectKey, source: kube::Error },
 }
 
-/// Creations and deletions a controller made and has not yet seen in its cache, after upstream's
-/// `ControllerExpectations`: until they show up, a sync would count the wrong number of pods.
-/// A record older than five minutes no longer holds anything back, in case an event was missed.
-pub(super) struct Expectations<K> {
-    pending: Mutex<HashMap<K, (i64, i64, Instant)>>,
-}
-
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
-
-impl<K: Eq + Hash + Clone> Expectations<K> {
-    pub(super) fn new() -> Self {
-        Self {
-            pending: Mutex::default(),
-        }
-    }
-
-    /// Records that `adds` creations and `dels` deletions are about to be made for `key`.
-    pub(super) fn expect(&self, key: &K, adds: usize, dels: usize) {
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.lock()
-            .insert(key.clone(), (count(adds), count(dels), Instant::now()));
-    }
-
-    /// A creation for `key` was seen, or will never be (it failed).
-    pub(super) fn created(&self, key: &K) {
-        if let Some(p) = self.lock().get_mut(key) {
-            p.0 -= 1;
-        }
-    }
-
-    /// A deletion for `key` was seen, or will never be (it failed).
-    pub(super) fn deleted(&self, key: &K) {
-        if let Some(p) = self.lock().get_mut(key) {
-            p.1 -= 1;
-        }
-    }
-
-    /// Counts what `change` to one of `key`'s objects shows: a creation, or a deletion (the
-    /// object gone or marked for deletion).
-    pub(super) fn observe<T: Resource>(&self, key: &K, change: &Change<'_, T>) {
-        match change {
-            Change::Added(_) => self.created(key),
-            Change::Deleted(_) => self.deleted(key),
-            Change::Updated { old, new } => {
-                if old.meta().deletion_timestamp.is_none() && new.meta().deletion_timestamp.is_some() {
-                    self.deleted(key);
-                }
-            }
-        }
-    }
-
-    /// Whether the cache shows everything made for `key`, so that a sync may act on it.
-    pub(super) fn satisfied(&self, key: &K) -> bool {
-        self.lock()
-            .get(key)
-            .is_none_or(|(adds, dels, at)| (*adds <= 0 && *dels <= 0) || at.elapsed() > EXPECTATIONS_TIMEOUT)
-    }
-
-    /// Forgets `key` (its object is gone).
-    pub(super) fn forget(&self, key: &K) {
-        self.lock().remove(key);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (i64, i64, Instant)>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Failures since the last success, for the back-off before a failed pod is replaced.
 #[derive(Clone, Copy)]
 struct Backoff {
@@ -129,9 +61,7 @@ struct Backoff {
 impl Backoff {
     /// How much longer to wait before creating pods: 10 s doubling per failure, up to 10 min.
     fn remaining(&self) -> Duration {
-        let delay = POD_FAILURE_BACKOFF
-            .saturating_mul(2u32.saturating_pow(self.failures.saturating_sub(1)))
-            .min(MAX_POD_FAILURE_BACKOFF);
+        let delay = pods::backoff_after(POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF, self.failures);
         delay.saturating_sub(self.last_failure.elapsed())
     }
 }
@@ -141,7 +71,7 @@ struct JobController {
     pods: Arc<Informer<Pod>>,
     client: kube::Client,
     recorder: Recorder,
-    expectations: Expectations<ObjectKey>,
+    expectations: Expectations,
     /// Uids of pods whose finalizer was removed but whose change the cache does not show yet.
     finalizers_removed: Mutex<HashSet<String>>,
     backoff: Mutex<HashMap<ObjectKey, Backoff>>,
@@ -153,7 +83,7 @@ pub(super) async fn run(ctx: Arc<Context>) {
         pods: ctx.informers.get::<Pod>(),
         client: ctx.client.clone(),
         recorder: ctx.recorder("job-controller"),
-        expectations: Expectations::new(),
+        expectations: Expectations::default(),
         finalizers_removed: Mutex::default(),
         backoff: Mutex::default(),
     });
@@ -175,36 +105,8 @@ pub(super) async fn run(ctx: Arc<Context>) {
     .await;
 }
 
-/// The `K` that controls `pod`, named by its controller owner reference.
-pub(super) fn controlled_by<K: Resource<DynamicType = ()>>(pod: &Pod) -> Option<ObjectKey> {
-    let owner = pod.owner_references().iter().find(|o| o.controller == Some(true))?;
-    (owner.kind == K::kind(&()) && owner.api_version == K::api_version(&()))
-        .then(|| ObjectKey::new(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
-}
-
 fn has_finalizer(pod: &Pod) -> bool {
     pod.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
-}
-
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn is_active(pod: &Pod) -> bool {
-    !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
-}
-
-pub(super) fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn condition<'a>(status: &'a JobStatus, type_: &str) -> Option<&'a JobCondition> {
@@ -364,10 +266,7 @@ impl JobController {
             }
             None => {}
         }
-        let terminating = pods
-            .iter()
-            .filter(|p| !is_terminal(p) && p.metadata.deletion_timestamp.is_some())
-            .count();
+        let terminating = pods.iter().filter(|p| pods::is_terminating(p)).count();
         status.active = Some(count(active.len()));
         status.ready = Some(count(active.iter().filter(|p| is_ready(p)).count()));
         status.terminating = Some(count(terminating));
@@ -404,7 +303,7 @@ impl JobController {
         let (mut new_succeeded, mut new_failed) = (0, 0);
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let finished = is_terminal(pod) || pod.metadata.deletion_timestamp.is_some();
+            let finished = is_finished(pod) || pod.metadata.deletion_timestamp.is_some();
             let listed = |list: &Option<Vec<String>>| list.iter().flatten().any(|u| *u == uid);
             if !finished || !has_finalizer(pod) || removed.contains(&uid) {
                 continue;
@@ -413,7 +312,7 @@ impl JobController {
                 continue;
             }
             // A pod deleted before it succeeded counts as failed (podReplacementPolicy TerminatingOrFailed).
-            if phase(pod) == "Succeeded" {
+            if pods::phase(pod) == "Succeeded" {
                 uncounted.succeeded.get_or_insert_with(Vec::new).push(uid);
                 new_succeeded += 1;
             } else {
@@ -509,11 +408,14 @@ impl JobController {
                 return Ok(Some(remaining));
             }
         }
+        let Some(owner) = pods::controller_ref(job) else {
+            return Ok(None);
+        };
         let missing = usize::try_from(want - active_count)
             .unwrap_or_default()
             .min(MAX_POD_CHANGES_PER_SYNC);
-        self.expectations.expect(key, missing, 0);
-        let pod = pod_from_template(job);
+        self.expectations.expect_creations(key, missing);
+        let pod = job_pod(job, owner);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         for _ in 0..missing {
             match api.create(&PostParams::default(), &pod).await {
@@ -524,7 +426,7 @@ impl JobController {
                     &format!("Created pod: {}", created.name_any()),
                 ),
                 Err(source) => {
-                    self.expectations.created(key);
+                    self.expectations.creation_observed(key);
                     let message = format!("Error creating: {}", crate::error_chain(&source));
                     self.recorder.record(job, true, "FailedCreate", &message);
                     return Err(Error::CreatePod {
@@ -541,7 +443,8 @@ impl JobController {
         if pods.is_empty() {
             return Ok(());
         }
-        self.expectations.expect(key, 0, pods.len());
+        self.expectations
+            .expect_deletions(key, pods.iter().map(|p| ObjectKey::of(&***p)));
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         for pod in pods {
             let name = pod.name_any();
@@ -552,9 +455,11 @@ impl JobController {
                         self.recorder.record(&*job, false, "SuccessfulDelete", &message);
                     }
                 }
-                Err(source) if not_found(&source) => self.expectations.deleted(key),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.expectations.deletion_observed(key, &ObjectKey::of(&***pod));
+                }
                 Err(source) => {
-                    self.expectations.deleted(key);
+                    self.expectations.deletion_observed(key, &ObjectKey::of(&***pod));
                     return Err(Error::DeletePod {
                         pod: ObjectKey::of(&***pod),
                         source,
@@ -569,20 +474,21 @@ impl JobController {
         let key = ObjectKey::of(pod);
         let patch = serde_json::json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}});
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        match api
+        let patched = api
             .patch(&key.name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
+            .await;
+        // A pod already gone holds nothing any more.
+        if let Err(source) = patched
+            && !matches!(&source, kube::Error::Api(s) if s.code == 404)
         {
-            Err(source) if !not_found(&source) => Err(Error::RemoveFinalizer { pod: key, source }),
-            _ => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                self.finalizers_removed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(uid);
-                Ok(())
-            }
+            return Err(Error::RemoveFinalizer { pod: key, source });
         }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.finalizers_removed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid);
+        Ok(())
     }
 
     /// Lets go of pods that name `key` as their Job but not its current uid (the Job is gone or
@@ -620,10 +526,6 @@ impl JobController {
     }
 }
 
-pub(super) fn not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
-}
-
 fn len(list: &Option<Vec<String>>) -> i32 {
     count(list.as_ref().map_or(0, Vec::len))
 }
@@ -632,51 +534,22 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// A new pod for `job`: its template, named after it, owned by it, held by the tracking finalizer.
-fn pod_from_template(job: &Job) -> Pod {
-    let template: PodTemplateSpec = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let meta = template.metadata.unwrap_or_default();
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", job.name_any())),
-            labels: meta.labels,
-            annotations: meta.annotations,
-            finalizers: Some(vec![TRACKING_FINALIZER.into()]),
-            owner_references: Some(vec![controller_ref(job)]),
-            ..Default::default()
-        },
-        spec: template.spec,
-        status: None,
+/// A new pod for `job`: its template, named after it, controlled by it (`owner`), held by the
+/// tracking finalizer.
+fn job_pod(job: &Job, owner: OwnerReference) -> Pod {
+    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let mut pod = pods::pod_from_template(&template, owner, &format!("{}-", job.name_any()));
+    let finalizers = pod.metadata.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
+        finalizers.push(TRACKING_FINALIZER.into());
     }
-}
-
-/// An owner reference naming `owner` as the controller, blocking its foreground deletion.
-pub(super) fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into(),
-        kind: K::kind(&()).into(),
-        name: owner.name_any(),
-        uid: owner.meta().uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    pod
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expectations_hold_until_every_change_is_seen() {
-        let expectations = Expectations::new();
-        assert!(expectations.satisfied(&"job"));
-        expectations.expect(&"job", 2, 1);
-        expectations.created(&"job");
-        expectations.deleted(&"job");
-        assert!(!expectations.satisfied(&"job"));
-        expectations.created(&"job");
-        assert!(expectations.satisfied(&"job"));
-    }
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     #[test]
     fn failure_backoff_doubles_from_ten_seconds() {
@@ -696,13 +569,16 @@ mod tests {
     fn job_pods_are_owned_held_and_named_after_the_job() {
         let job: Job = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "pi", "namespace": "default", "uid": "u1"},
-            "spec": {"template": {"metadata": {"labels": {"job-name": "pi"}},
+            "spec": {"template": {"metadata": {"labels": {"job-name": "pi"}, "finalizers": ["example.com/keep"]},
                                   "spec": {"containers": [{"name": "c", "image": "perl"}]}}}
         }))
         .unwrap();
-        let pod = pod_from_template(&job);
+        let pod = job_pod(&job, pods::controller_ref(&job).unwrap());
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-"));
-        assert_eq!(pod.metadata.finalizers, Some(vec![TRACKING_FINALIZER.to_string()]));
+        assert_eq!(
+            pod.metadata.finalizers,
+            Some(vec!["example.com/keep".to_string(), TRACKING_FINALIZER.to_string()])
+        );
         let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),

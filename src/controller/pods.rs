@@ -1,22 +1,22 @@
 //! What the controllers that own pods (or other objects) share, after upstream's
 //! `pkg/controller/controller_utils.go` and `controller_ref_manager.go`: controller expectations,
 //! the active/ready/available predicates, pods made from a template with a controller reference,
-//! workload selectors, adopting and releasing by selector, and slow-start batches.
+//! adopting and releasing by selector, and slow-start batches.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as ApiSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::selector::LabelSelector;
-use crate::informer::ObjectKey;
+use crate::informer::{Change, ObjectKey};
 
 /// How long an expectation may stay unmet before a sync proceeds anyway: a watch event that was
 /// lost for good must not stall its controller forever (upstream's `ExpectationsTimeout`).
@@ -56,21 +56,36 @@ impl Expectations {
 
     /// Records that `owner` is about to create `count` objects.
     pub(crate) fn expect_creations(&self, owner: &ObjectKey, count: usize) {
-        self.set(owner, count as i64, HashSet::new());
+        self.expect(owner, count, []);
     }
 
     /// Records that `owner` is about to delete `pods`.
     pub(crate) fn expect_deletions(&self, owner: &ObjectKey, pods: impl IntoIterator<Item = ObjectKey>) {
-        self.set(owner, 0, pods.into_iter().collect());
+        self.expect(owner, 0, pods);
     }
 
-    fn set(&self, owner: &ObjectKey, adds: i64, deletes: HashSet<ObjectKey>) {
+    /// Records that `owner` is about to create `creations` objects and delete `deletions`,
+    /// replacing what it expected before.
+    pub(crate) fn expect(&self, owner: &ObjectKey, creations: usize, deletions: impl IntoIterator<Item = ObjectKey>) {
         let expected = Expected {
-            adds,
-            deletes,
+            adds: i64::try_from(creations).unwrap_or(i64::MAX),
+            deletes: deletions.into_iter().collect(),
             set_at: Instant::now(),
         };
         self.lock().insert(owner.clone(), expected);
+    }
+
+    /// Counts what `change` to one of `owner`'s pods shows, as upstream's pod handlers do: a
+    /// creation, or a deletion (the pod gone, or seen with a deletion timestamp).
+    pub(crate) fn observe(&self, owner: &ObjectKey, change: &Change<'_, Pod>) {
+        match change {
+            Change::Added(pod) if pod.metadata.deletion_timestamp.is_none() => self.creation_observed(owner),
+            Change::Added(pod) | Change::Deleted(pod) => self.deletion_observed(owner, &ObjectKey::of(&***pod)),
+            Change::Updated { new, .. } if new.metadata.deletion_timestamp.is_some() => {
+                self.deletion_observed(owner, &ObjectKey::of(&***new));
+            }
+            Change::Updated { .. } => {}
+        }
     }
 
     /// One creation of `owner`'s was seen, or will never be (it failed or was skipped).
@@ -93,17 +108,25 @@ impl Expectations {
     }
 }
 
+/// The pod's `status.phase`; empty when it has none yet.
+pub(crate) fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+/// Whether the pod has Succeeded or Failed: it runs nothing any more (upstream's `IsPodTerminal`).
+pub(crate) fn is_finished(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
 /// Whether `pod` still counts toward its owner: not finished, not being deleted
 /// (upstream's `IsPodActive`).
 pub(crate) fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !is_finished(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// Whether the pod is being deleted and has not finished: it still holds resources.
 pub(crate) fn is_terminating(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_some()
+    !is_finished(pod) && pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Since when the pod has been Ready, if it is.
@@ -164,6 +187,13 @@ pub(crate) fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|r| r.controller == Some(true))
 }
 
+/// The key of the `K` that controls `pod` by its controller owner reference, if one does.
+pub(crate) fn controlled_by<K: Resource<DynamicType = ()>>(pod: &Pod) -> Option<ObjectKey> {
+    let owner = controller_of(&pod.metadata)?;
+    (owner.kind == K::kind(&()) && owner.api_version == K::api_version(&()))
+        .then(|| ObjectKey::new(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
+}
+
 /// A pod from `template`, controlled by `owner`, named `<prefix><random>` by the apiserver
 /// (upstream's `GetPodFromTemplate`).
 pub(crate) fn pod_from_template(template: &PodTemplateSpec, owner: OwnerReference, prefix: &str) -> Pod {
@@ -180,49 +210,6 @@ pub(crate) fn pod_from_template(template: &PodTemplateSpec, owner: OwnerReferenc
         spec: template.spec.clone(),
         status: None,
     }
-}
-
-/// A workload's structured selector as a matcher (upstream's `LabelSelectorAsSelector`): an
-/// error names what is wrong with it; the empty selector matches everything.
-pub(crate) fn selector(selector: &ApiSelector) -> Result<LabelSelector, String> {
-    // Labels cannot hold these; a selector that does would change meaning once written as text.
-    let plain = |s: &str| !s.is_empty() && !s.contains([',', '(', ')', '=', '!', ' ']);
-    let mut terms = Vec::new();
-    for (key, value) in selector.match_labels.iter().flatten() {
-        if !plain(key) || (!value.is_empty() && !plain(value)) {
-            return Err(format!("invalid label selector term {key:?}: {value:?}"));
-        }
-        terms.push(format!("{key}={value}"));
-    }
-    for expr in selector.match_expressions.iter().flatten() {
-        let values = expr.values.clone().unwrap_or_default();
-        if !plain(&expr.key) || !values.iter().all(|v| plain(v)) {
-            return Err(format!("invalid label selector requirement on {:?}", expr.key));
-        }
-        let term = match (expr.operator.as_str(), values.is_empty()) {
-            ("In", false) => format!("{} in ({})", expr.key, values.join(",")),
-            ("NotIn", false) => format!("{} notin ({})", expr.key, values.join(",")),
-            ("Exists", true) => expr.key.clone(),
-            ("DoesNotExist", true) => format!("!{}", expr.key),
-            ("In" | "NotIn", true) => return Err(format!("{}: values must be given for In and NotIn", expr.key)),
-            ("Exists" | "DoesNotExist", false) => {
-                return Err(format!(
-                    "{}: values must be empty for Exists and DoesNotExist",
-                    expr.key
-                ));
-            }
-            (op, _) => return Err(format!("{op:?} is not a valid label selector operator")),
-        };
-        terms.push(term);
-    }
-    LabelSelector::parse(&terms.join(",")).map_err(|e| e.to_string())
-}
-
-/// Whether `selector` is present but selects nothing in particular: upstream refuses to let a
-/// workload own every pod of its namespace.
-pub(crate) fn selects_everything(selector: &ApiSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// Who claims objects, for [`claim`]: the owner's controller reference, whether it is being
@@ -371,6 +358,14 @@ fn unchanged_then<K: Resource>(obj: &K, op: serde_json::Value) -> Patch<serde_js
     Patch::Json(serde_json::from_value(patch).unwrap_or_default())
 }
 
+/// How long to wait before replacing a pod after `failures` failures: `initial`, doubling with
+/// each further failure, at most `max` (the Job and DaemonSet controllers' back-off).
+pub(crate) fn backoff_after(initial: Duration, max: Duration, failures: u32) -> Duration {
+    initial
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(max)
+}
+
 /// Runs `count` calls of `call` in batches of 1, 2, 4, ... (starting at `initial`), stopping
 /// after the first batch with a failure, so that a broken template costs one call, not
 /// hundreds (upstream's `slowStartBatch`). Returns how many succeeded and the first error.
@@ -424,6 +419,34 @@ mod tests {
     }
 
     #[test]
+    fn expectations_observe_a_pod_seen_terminating_then_gone_as_one_deletion() {
+        let e = Expectations::default();
+        let owner = ObjectKey::new("ns", "job");
+        let created = Arc::new(pod(json!({"metadata": {"name": "a", "namespace": "ns"}})));
+        let deleting = Arc::new(pod(json!({"metadata": {"name": "b", "namespace": "ns",
+            "deletionTimestamp": "2030-01-01T00:00:00Z"}})));
+        e.expect(&owner, 1, [ObjectKey::of(&*deleting), ObjectKey::new("ns", "c")]);
+        e.observe(&owner, &Change::Added(&created));
+        e.observe(
+            &owner,
+            &Change::Updated {
+                old: &created,
+                new: &deleting,
+            },
+        );
+        e.observe(&owner, &Change::Deleted(&deleting));
+        assert!(!e.satisfied(&owner), "c has not been seen going");
+        let c = Arc::new(pod(json!({"metadata": {"name": "c", "namespace": "ns"}})));
+        e.observe(&owner, &Change::Updated { old: &c, new: &c });
+        assert!(
+            !e.satisfied(&owner),
+            "an update without a deletion timestamp is no deletion"
+        );
+        e.observe(&owner, &Change::Deleted(&c));
+        assert!(e.satisfied(&owner));
+    }
+
+    #[test]
     fn availability_waits_min_ready_seconds_after_ready() {
         let now = jiff::Timestamp::now();
         let since = now - jiff::SignedDuration::from_secs(5);
@@ -443,27 +466,10 @@ mod tests {
     }
 
     #[test]
-    fn selectors_convert_like_upstream_and_refuse_bad_operators() {
-        let s: ApiSelector = serde_json::from_value(json!({"matchLabels": {"app": "web"},
-            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
-                                 {"key": "canary", "operator": "DoesNotExist"}]}))
-        .unwrap();
-        let s = selector(&s).unwrap();
-        let labels = |v: serde_json::Value| serde_json::from_value::<BTreeMap<String, String>>(v).unwrap();
-        assert!(s.matches(Some(&labels(json!({"app": "web", "tier": "b"})))));
-        assert!(!s.matches(Some(&labels(json!({"app": "web", "tier": "b", "canary": "1"})))));
-        assert!(!s.matches(Some(&labels(json!({"app": "web"})))));
-        for bad in [
-            json!({"matchExpressions": [{"key": "k", "operator": "Near", "values": ["a"]}]}),
-            json!({"matchExpressions": [{"key": "k", "operator": "In"}]}),
-            json!({"matchLabels": {"k": "a,b"}}),
-        ] {
-            assert!(
-                selector(&serde_json::from_value(bad.clone()).unwrap()).is_err(),
-                "{bad}"
-            );
-        }
-        assert!(selects_everything(&ApiSelector::default()));
+    fn backoff_doubles_per_failure_up_to_its_cap() {
+        let after = |failures| backoff_after(Duration::from_secs(1), Duration::from_secs(10), failures);
+        let secs: Vec<u64> = [0, 1, 2, 3, 4, 5, 40].map(|n| after(n).as_secs()).into();
+        assert_eq!(secs, [1, 1, 2, 4, 8, 10, 10]);
     }
 
     #[tokio::test]

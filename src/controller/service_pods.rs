@@ -3,7 +3,6 @@
 //! `k8s.io/endpointslice/util` and `pkg/api/v1/pod` helpers (`ShouldPodBeInEndpoints`,
 //! `FindPort`, `IsPodReady`).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -11,6 +10,8 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
+use super::pods::{is_finished, is_ready};
+use crate::api::selector::LabelSelector;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::WorkQueue;
 
@@ -41,12 +42,15 @@ pub(super) struct Backend {
 
 /// The Service's selector, when this controller manages its endpoints: Services without one
 /// (their endpoints are the user's) and ExternalName Services get none.
-pub(super) fn selector(service: &Service) -> Option<&BTreeMap<String, String>> {
+pub(super) fn selector(service: &Service) -> Option<LabelSelector> {
     let spec = service.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
         return None;
     }
-    spec.selector.as_ref().filter(|s| !s.is_empty())
+    spec.selector
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(LabelSelector::from)
 }
 
 /// The label on the Endpoints and EndpointSlices of Services without a cluster IP.
@@ -71,11 +75,6 @@ pub(super) fn publish_not_ready(service: &Service) -> bool {
         .unwrap_or(false)
 }
 
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.as_ref();
-    selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-}
-
 /// The pods backing `service`, sorted by name: selected, not finished, with an IPv4 address, and
 /// not terminating unless `include_terminating`.
 pub(super) fn backends(service: &Service, pods: &Informer<Pod>, include_terminating: bool) -> Vec<Backend> {
@@ -86,7 +85,7 @@ pub(super) fn backends(service: &Service, pods: &Informer<Pod>, include_terminat
     let mut selected: Vec<_> = pods
         .list_namespace(namespace)
         .into_iter()
-        .filter(|pod| selects(selector, pod))
+        .filter(|pod| selector.matches(pod.metadata.labels.as_ref()))
         .collect();
     selected.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     selected
@@ -129,20 +128,6 @@ fn backend(service: &Service, pod: &Pod, include_terminating: bool) -> Option<Ba
             ..Default::default()
         },
     })
-}
-
-/// Succeeded and Failed pods serve nothing any more.
-fn is_finished(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-/// Whether the pod's Ready condition is True (upstream's `IsPodReady`).
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The pod's IPv4 address: `status.podIP`, or the first IPv4 one of `status.podIPs`.
@@ -212,7 +197,8 @@ pub(super) fn watch(ctx: &Context, queue: &Arc<WorkQueue<ObjectKey>>) -> (Arc<In
             let namespace = new.metadata.namespace.as_deref().unwrap_or_default();
             for service in services.list_namespace(namespace) {
                 let Some(selector) = selector(&service) else { continue };
-                if selects(selector, new) || old.is_some_and(|old| selects(selector, old)) {
+                let selects = |pod: &Pod| selector.matches(pod.metadata.labels.as_ref());
+                if selects(new) || old.is_some_and(|old| selects(old)) {
                     queue.add(ObjectKey::of(&*service));
                 }
             }

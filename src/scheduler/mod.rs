@@ -13,7 +13,6 @@ mod framework;
 mod plugins;
 mod queue;
 mod schedule_one;
-mod selectors;
 mod types;
 
 use std::sync::{Arc, Mutex, PoisonError};

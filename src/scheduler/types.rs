@@ -9,8 +9,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::selectors::{LabelSelector, NodeTerm};
 use crate::api::quantity;
+use crate::api::scheduling::{NodeSelectorTerm, RequiredNodeAffinity};
+use crate::api::selector::LabelSelector;
 
 /// What non-zero requests count for a container that asks for no CPU, when scoring (upstream's
 /// `DefaultMilliCPURequest`): so that best-effort pods still spread.
@@ -109,7 +110,8 @@ impl HostPort {
 /// sharing the value of the topology label.
 #[derive(Debug, Clone)]
 pub(crate) struct AffinityTerm {
-    pub(crate) selector: LabelSelector,
+    /// `None` for an absent selector, which selects no pod (upstream's `LabelSelectorAsSelector(nil)`).
+    pub(crate) selector: Option<LabelSelector>,
     /// `None`: every namespace (an empty `namespaceSelector`).
     pub(crate) namespaces: Option<Vec<String>>,
     pub(crate) topology_key: String,
@@ -121,17 +123,17 @@ impl AffinityTerm {
         // NB: a non-empty namespaceSelector would need Namespace labels; only the empty one
         // ("every namespace") is understood, others add no namespaces to the listed ones.
         let namespaces = match &term.namespace_selector {
-            Some(s)
-                if s.match_labels.as_ref().is_none_or(|l| l.is_empty())
-                    && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()) =>
-            {
-                None
-            }
+            Some(s) if LabelSelector::try_from(s).is_ok_and(|s| s.is_empty()) => None,
             _ if listed.is_empty() => Some(vec![own_namespace.to_owned()]),
             _ => Some(listed),
         };
         Ok(Self {
-            selector: LabelSelector::parse(term.label_selector.as_ref())?,
+            selector: term
+                .label_selector
+                .as_ref()
+                .map(LabelSelector::try_from)
+                .transpose()
+                .map_err(|e| e.to_string())?,
             namespaces,
             topology_key: term.topology_key.clone(),
         })
@@ -140,7 +142,10 @@ impl AffinityTerm {
     /// Whether `pod` is one of the pods this term is about.
     pub(crate) fn matches(&self, pod: &PodInfo) -> bool {
         self.namespaces.as_ref().is_none_or(|ns| ns.contains(&pod.namespace))
-            && self.selector.matches(pod.pod.metadata.labels.as_ref())
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(pod.pod.metadata.labels.as_ref()))
     }
 }
 
@@ -157,11 +162,9 @@ pub(crate) struct PodInfo {
     pub(crate) host_ports: Vec<HostPort>,
     /// The UID of the controller owning the pod (ReplicaSet, Job, ...), whose pods are spread.
     pub(crate) owner: Option<String>,
-    /// `spec.nodeSelector`: every label must match.
-    pub(crate) node_selector: BTreeMap<String, String>,
-    /// Required node affinity terms, one of which must match; `None` when there are none.
-    pub(crate) required_node_affinity: Option<Vec<NodeTerm>>,
-    pub(crate) preferred_node_affinity: Vec<(i64, NodeTerm)>,
+    /// `spec.nodeSelector` and the required node affinity terms.
+    pub(crate) required_node_affinity: RequiredNodeAffinity,
+    pub(crate) preferred_node_affinity: Vec<(i64, NodeSelectorTerm)>,
     pub(crate) required_affinity: Vec<AffinityTerm>,
     pub(crate) required_anti_affinity: Vec<AffinityTerm>,
 }
@@ -199,21 +202,14 @@ impl PodInfo {
             .map(|o| o.uid.clone());
         let affinity = spec.affinity.as_ref();
         let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
-        let required_node_affinity = node_affinity
-            .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
-            .map(|s| {
-                s.node_selector_terms
-                    .iter()
-                    .map(NodeTerm::parse)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
+        let required_node_affinity = RequiredNodeAffinity::parse(spec).map_err(|e| e.to_string())?;
         let preferred_node_affinity = node_affinity
             .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.as_ref())
             .into_iter()
             .flatten()
-            .map(|p| Ok((i64::from(p.weight), NodeTerm::parse(&p.preference)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .map(|p| Ok((i64::from(p.weight), NodeSelectorTerm::parse(&p.preference)?)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e: crate::api::selector::ParseError| e.to_string())?;
         let terms = |terms: Option<&Vec<PodAffinityTerm>>| {
             terms
                 .into_iter()
@@ -238,7 +234,6 @@ impl PodInfo {
             non_zero,
             host_ports,
             owner,
-            node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_node_affinity,
             preferred_node_affinity,
             required_affinity,
@@ -248,13 +243,11 @@ impl PodInfo {
     }
 }
 
-/// A container's requests; a resource it only limits requests its limit, as upstream's defaulting
-/// (`SetDefaults_Container`) would have written it.
+/// A container's requests (the apiserver's defaulting made a resource it only limits request
+/// its limit).
 fn container_requests(c: &Container) -> Result<Resources, String> {
-    let resources = c.resources.clone().unwrap_or_default();
-    let mut list = resources.limits.unwrap_or_default();
-    list.extend(resources.requests.unwrap_or_default());
-    Resources::parse(Some(&list)).map_err(|e| format!("container {}: {e}", c.name))
+    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    Resources::parse(requests).map_err(|e| format!("container {}: {e}", c.name))
 }
 
 /// Upstream's `PodRequests` for containers and init containers (sidecars keep running, so they
@@ -448,7 +441,7 @@ mod tests {
         let p = pod(json!({"metadata": {"name": "p"}, "spec": {
             "containers": [
                 {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}}},
-                {"name": "b", "resources": {"limits": {"cpu": "200m"}}}],
+                {"name": "b", "resources": {"requests": {"cpu": "200m"}}}],
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": "1"}}}],
             "overhead": {"cpu": "10m"}}}));
         assert_eq!(p.requests.milli_cpu, 1010);
@@ -476,6 +469,25 @@ mod tests {
         .unwrap();
         let err = PodInfo::new(Arc::new(pod)).unwrap_err();
         assert!(err.contains("container a: cpu"), "{err}");
+    }
+
+    #[test]
+    fn affinity_terms_without_a_selector_match_no_pod_and_an_empty_one_every_pod() {
+        let term = |v: serde_json::Value| AffinityTerm::parse(&serde_json::from_value(v).unwrap(), "default").unwrap();
+        let other = pod(json!({"metadata": {"name": "o", "labels": {"app": "web"}}}));
+        assert!(!term(json!({"topologyKey": "zone"})).matches(&other));
+        assert!(term(json!({"topologyKey": "zone", "labelSelector": {}})).matches(&other));
+        let web = term(json!({"topologyKey": "zone", "labelSelector": {"matchLabels": {"app": "web"}}}));
+        assert!(web.matches(&other));
+        let elsewhere = pod(json!({"metadata": {"name": "e", "namespace": "kube-system", "labels": {"app": "web"}}}));
+        assert!(
+            !web.matches(&elsewhere),
+            "a term looks in its pod's namespace unless told otherwise"
+        );
+        let bad: PodAffinityTerm = serde_json::from_value(json!({"topologyKey": "zone",
+            "labelSelector": {"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}}))
+        .unwrap();
+        assert!(AffinityTerm::parse(&bad, "default").is_err());
     }
 
     #[test]

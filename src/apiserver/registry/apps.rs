@@ -101,6 +101,7 @@ pub(crate) struct DeploymentStrategy;
 impl Strategy for DeploymentStrategy {
     type Object = Deployment;
     const GENERATION: bool = true;
+    const STATUS_UPDATES_ANNOTATIONS: bool = true;
 
     fn changes_generation(&self, new: &Value, old: &Value) -> bool {
         // Upstream also counts annotation changes, a leftover of annotation-driven rollbacks.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::ipalloc::{Cidr, Pool};
 use super::strategy::Strategy;
-use crate::api::pod::{default_pod_spec, validate_pod_spec};
+use crate::api::pod::{default_pod, default_pod_spec, validate_pod_spec};
 use crate::api::validation::{FieldError, NameRule, validate_labels};
 use crate::apiserver::printers::{self, Column};
 use crate::apiserver::status::Error;
@@ -95,7 +95,7 @@ impl Strategy for PodStrategy {
     ];
 
     fn default(&self, pod: &mut Pod) {
-        default_pod_spec(pod.spec.get_or_insert_with(Default::default));
+        default_pod(pod);
     }
 
     fn prepare_for_create(&self, pod: &mut Pod) {

@@ -378,6 +378,9 @@ impl<S: Strategy> Registry<S> {
                 let field = if target == Target::Status { "status" } else { "spec" };
                 let mut next = old_doc.clone();
                 copy_field(&mut next, &proposed, field);
+                if target == Target::Status && S::STATUS_UPDATES_ANNOTATIONS {
+                    copy_field(&mut next["metadata"], &proposed["metadata"], "annotations");
+                }
                 // The subresource still honours the client's resourceVersion precondition.
                 next["metadata"]["resourceVersion"] = proposed["metadata"]["resourceVersion"].clone();
                 proposed = next;
@@ -415,7 +418,14 @@ impl<S: Strategy> Registry<S> {
         }
         self.strategy.allocate(&mut new, Some(&old))?;
         let outcome = self
-            .store_update(current, &old_doc, &mut new, requested_version.is_some(), dry_run)
+            .store_update(
+                current,
+                &old_doc,
+                &mut new,
+                target,
+                requested_version.is_some(),
+                dry_run,
+            )
             .await;
         match &outcome {
             Ok(Some(_)) if !dry_run => self.strategy.release_unused(&new, &old),
@@ -431,12 +441,14 @@ impl<S: Strategy> Registry<S> {
         current: &KeyValue,
         old_doc: &Value,
         new: &mut S::Object,
+        target: Target,
         precondition: bool,
         dry_run: bool,
     ) -> Result<Option<Bytes>, Error> {
         let name = new.metadata().name.clone().unwrap_or_default();
         let mut new_doc = serde_json::to_value(&*new).map_err(|e| Error::Internal(e.to_string()))?;
-        if S::GENERATION && self.strategy.changes_generation(&new_doc, old_doc) {
+        // As upstream, a status write is never a new generation, even one carrying annotations.
+        if S::GENERATION && target != Target::Status && self.strategy.changes_generation(&new_doc, old_doc) {
             let next = new.metadata().generation.unwrap_or(0) + 1;
             new.metadata_mut().generation = Some(next);
             new_doc["metadata"]["generation"] = next.into();

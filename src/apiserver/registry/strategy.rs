@@ -57,6 +57,10 @@ pub(crate) trait Strategy: Send + Sync + 'static {
     const CREATE_ON_UPDATE: bool = false;
     /// Whether DELETE answers with the deleted object rather than a success Status.
     const RETURN_DELETED_OBJECT: bool = false;
+    /// Whether a write to `/status` also takes the client's `metadata.annotations`, as upstream's
+    /// Deployment status strategy does (it resets only spec and labels): the deployment
+    /// controller writes its revision annotation with the status.
+    const STATUS_UPDATES_ANNOTATIONS: bool = false;
     /// Fields beyond `metadata.name` and `metadata.namespace` that field selectors may name.
     const SELECTABLE_FIELDS: &'static [&'static str] = &[];
 

@@ -26,6 +26,7 @@ use kube::api::Api;
 
 use super::Context;
 use super::pods::{self, ClaimError, Claimant, controller_of};
+use crate::api::selector::LabelSelector;
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};
@@ -166,7 +167,7 @@ impl Controller {
 
     fn queue_selecting(&self, rs: &ReplicaSet) {
         for d in self.deployments.list_namespace(&rs.namespace().unwrap_or_default()) {
-            if pods::selector(&d.spec.selector).is_ok_and(|s| s.matches(rs.metadata.labels.as_ref())) {
+            if LabelSelector::try_from(&d.spec.selector).is_ok_and(|s| s.matches(rs.metadata.labels.as_ref())) {
                 self.queue.add(ObjectKey::of(&*d));
             }
         }
@@ -177,13 +178,13 @@ impl Controller {
             return Ok(None);
         };
         let d = (*cached).clone();
-        if pods::selects_everything(&d.spec.selector) {
-            let message = "This deployment is selecting all pods. A non-empty selector is required.";
-            return self.refuse(d, "SelectingAll", message.into()).await;
-        }
-        let selector = match pods::selector(&d.spec.selector) {
+        let selector = match LabelSelector::try_from(&d.spec.selector) {
+            Ok(selector) if selector.is_empty() => {
+                let message = "This deployment is selecting all pods. A non-empty selector is required.";
+                return self.refuse(d, "SelectingAll", message.into()).await;
+            }
             Ok(selector) => selector,
-            Err(why) => return self.refuse(d, "InvalidSelector", why).await,
+            Err(why) => return self.refuse(d, "InvalidSelector", why.to_string()).await,
         };
         if let Err(why) = util::fenceposts(&d) {
             return self.refuse(d, "InvalidStrategy", why).await;
@@ -223,12 +224,7 @@ impl Controller {
     }
 
     /// The deployment's active pods grouped by the uid of the set controlling them.
-    fn pods_by_set(
-        &self,
-        sets: &[ReplicaSet],
-        selector: &crate::api::selector::LabelSelector,
-        namespace: &str,
-    ) -> Vec<(String, Arc<Pod>)> {
+    fn pods_by_set(&self, sets: &[ReplicaSet], selector: &LabelSelector, namespace: &str) -> Vec<(String, Arc<Pod>)> {
         let uids: HashSet<&str> = sets.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
         self.pods
             .list_namespace(namespace)

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::Error;
 use super::sync::Rollout;
 use super::util::{self, replicas, rs_replicas};
+use crate::controller::pods::is_finished;
 
 impl Rollout<'_> {
     /// One step of a Recreate rollout; `pods` are the deployment's pods by owning set uid.
@@ -41,8 +42,6 @@ fn old_pods_running(new: Option<&ReplicaSet>, old: &[ReplicaSet], pods: &[(Strin
         return true;
     }
     let new_uid = new.and_then(|rs| rs.metadata.uid.as_deref());
-    pods.iter().any(|(owner, pod)| {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        Some(owner.as_str()) != new_uid && !matches!(phase, Some("Succeeded" | "Failed"))
-    })
+    pods.iter()
+        .any(|(owner, pod)| Some(owner.as_str()) != new_uid && !is_finished(pod))
 }

@@ -133,8 +133,7 @@ impl<'a> Rollout<'a> {
                 util::set_condition(&mut status, found);
             }
             let revision = rs.annotations().get(REVISION).cloned().unwrap_or_default();
-            self.set_revision(&revision).await?;
-            self.write_status(status).await?;
+            self.write_status_and_revision(status, Some(&revision)).await?;
             return Ok(Some(rs));
         }
         if !create {
@@ -173,8 +172,8 @@ impl<'a> Rollout<'a> {
             }
             self.sets.push(rs.clone());
         }
-        self.set_revision(&new_revision.to_string()).await?;
-        self.write_status(status).await?;
+        self.write_status_and_revision(status, Some(&new_revision.to_string()))
+            .await?;
         Ok(Some(rs))
     }
 
@@ -421,29 +420,30 @@ impl<'a> Rollout<'a> {
 
     /// Writes `status` if it differs from the deployment's.
     pub(super) async fn write_status(&mut self, status: DeploymentStatus) -> Result<(), Error> {
+        self.write_status_and_revision(status, None).await
+    }
+
+    /// Writes `status`, and `revision` as the revision annotation kubectl reads, where they differ
+    /// from the deployment's: one write to the status endpoint, which takes a deployment's
+    /// annotations too and leaves its generation alone (upstream's `getNewReplicaSet`).
+    async fn write_status_and_revision(
+        &mut self,
+        status: DeploymentStatus,
+        revision: Option<&str>,
+    ) -> Result<(), Error> {
         let old = serde_json::to_value(self.status()).unwrap_or_default();
-        let Some(patch) = pods::status_patch(&old, &serde_json::to_value(&status).unwrap_or_default()) else {
-            return Ok(());
+        let status_patch = pods::status_patch(&old, &serde_json::to_value(&status).unwrap_or_default());
+        let revision = revision.filter(|r| self.d.annotations().get(REVISION).map(String::as_str) != Some(*r));
+        let mut patch = match (status_patch, revision) {
+            (None, None) => return Ok(()),
+            (patch, _) => patch.unwrap_or_else(|| json!({})),
         };
+        if let Some(revision) = revision {
+            patch["metadata"] = json!({"annotations": {REVISION: revision}});
+        }
         let patched = self
             .deployment_api()
             .patch_status(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-            .await;
-        self.d = patched.map_err(Error::UpdateDeployment)?;
-        Ok(())
-    }
-
-    /// Puts the new set's revision on the deployment, where kubectl reads it.
-    // NB: upstream writes it with the status, whose endpoint also takes annotations for
-    // deployments; ours takes only status, so this is a metadata patch (and a new generation).
-    async fn set_revision(&mut self, revision: &str) -> Result<(), Error> {
-        if self.d.annotations().get(REVISION).map(String::as_str) == Some(revision) {
-            return Ok(());
-        }
-        let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
-        let patched = self
-            .deployment_api()
-            .patch(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(patch))
             .await;
         self.d = patched.map_err(Error::UpdateDeployment)?;
         Ok(())

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// The finalizer that keeps an owner until its blocking dependents are gone.
@@ -20,6 +21,20 @@ pub(super) struct Identity {
     pub(super) namespace: Option<String>,
     pub(super) name: String,
     pub(super) uid: String,
+}
+
+impl Identity {
+    /// A reference to the object, as the subject of an event.
+    pub(super) fn object_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(self.api_version.clone()),
+            kind: Some(self.kind.clone()),
+            name: Some(self.name.clone()),
+            namespace: self.namespace.clone(),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 impl std::fmt::Display for Identity {

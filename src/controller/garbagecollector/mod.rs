@@ -10,11 +10,9 @@
 mod graph;
 mod monitors;
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, ResourceExt};
@@ -292,7 +290,7 @@ impl Collector {
                 owner.api_version, owner.kind, owner.name, owner.uid
             );
             self.recorder
-                .record(&Involved::of(item), true, "OwnerRefInvalidNamespace", &message);
+                .record_ref(item.object_ref(), true, "OwnerRefInvalidNamespace", &message);
             return Ok(OwnerState::Dangling);
         }
         let found = api.get_opt(&owner.name).await.map_err(|source| Error::Api {
@@ -377,60 +375,4 @@ impl Collector {
 
 fn has_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
     meta.finalizers.iter().flatten().any(|f| f == finalizer)
-}
-
-/// An object of any kind as the subject of an event: the recorder takes typed objects, and
-/// the collector only knows its objects' identities.
-struct Involved {
-    meta: ObjectMeta,
-    reference: ObjectReference,
-}
-
-impl Involved {
-    fn of(item: &Identity) -> Self {
-        Self {
-            meta: ObjectMeta {
-                name: Some(item.name.clone()),
-                namespace: item.namespace.clone(),
-                uid: Some(item.uid.clone()),
-                ..Default::default()
-            },
-            reference: ObjectReference {
-                api_version: Some(item.api_version.clone()),
-                kind: Some(item.kind.clone()),
-                name: Some(item.name.clone()),
-                namespace: item.namespace.clone(),
-                uid: Some(item.uid.clone()),
-                ..Default::default()
-            },
-        }
-    }
-}
-
-impl kube::Resource for Involved {
-    type DynamicType = ();
-    type Scope = kube::core::DynamicResourceScope;
-
-    // NB: never asked: `object_ref` below answers from the identity instead of the type.
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.meta
-    }
-    fn object_ref(&self, _: &()) -> ObjectReference {
-        self.reference.clone()
-    }
 }

@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, PostParams};
 use tokio::time::Instant;
 
 use super::super::Context;
-use crate::api::pod::tolerates;
+use crate::api::scheduling::tolerates;
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};

@@ -463,11 +463,11 @@ impl<K: Replicated> Controller<K> {
 
 /// The set's selector as a matcher; one that is invalid or selects every pod is refused.
 fn selector_of<K: Replicated>(set: &K) -> Result<LabelSelector, String> {
-    let selector = set.api_selector();
-    if pods::selects_everything(&selector) {
+    let selector = LabelSelector::try_from(&set.api_selector()).map_err(|why| format!("invalid selector: {why}"))?;
+    if selector.is_empty() {
         return Err("an empty selector would select every pod in the namespace".into());
     }
-    pods::selector(&selector).map_err(|why| format!("invalid selector: {why}"))
+    Ok(selector)
 }
 
 /// The apiserver's own words for a refused request, or the whole error chain.

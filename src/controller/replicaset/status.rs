@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Replicated;
+use crate::api::selector::LabelSelector;
 use crate::controller::pods::{available_in, is_available, is_ready, ready_since};
 
 const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -26,16 +27,12 @@ pub(super) fn calculate<K: Replicated>(
     let template_labels = set
         .template()
         .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
+        .and_then(|m| m.labels.as_ref())
+        .map(LabelSelector::from)
         .unwrap_or_default();
     let fully_labeled = pods
         .iter()
-        .filter(|p| {
-            let labels = p.metadata.labels.as_ref();
-            template_labels
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
+        .filter(|p| template_labels.matches(p.metadata.labels.as_ref()))
         .count();
     let ready = pods.iter().filter(|p| is_ready(p)).count();
     let min_ready = set.min_ready_seconds();

@@ -5,7 +5,6 @@
 use crate::scheduler::framework::{
     CycleState, Events, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, normalize_scores,
 };
-use crate::scheduler::selectors::any_term_matches;
 use crate::scheduler::types::{NodeInfo, PodInfo};
 
 const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -20,7 +19,7 @@ impl Plugin for NodeAffinity {
 
 impl PreFilterPlugin for NodeAffinity {
     fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &[NodeInfo]) -> Status {
-        if pod.node_selector.is_empty() && pod.required_node_affinity.is_none() {
+        if pod.required_node_affinity.is_empty() {
             Status::SKIP
         } else {
             Status::SUCCESS
@@ -33,12 +32,7 @@ impl FilterPlugin for NodeAffinity {
         let Some(n) = &node.node else {
             return Status::unresolvable(REASON);
         };
-        let selected = pod.node_selector.iter().all(|(k, v)| node.label(k) == Some(v));
-        let affine = pod
-            .required_node_affinity
-            .as_ref()
-            .is_none_or(|terms| any_term_matches(terms, n));
-        if selected && affine {
+        if pod.required_node_affinity.matches(n) {
             Status::SUCCESS
         } else {
             Status::unresolvable(REASON)

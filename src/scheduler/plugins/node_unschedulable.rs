@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Taint;
 
-use super::taint_toleration::tolerates;
+use crate::api::scheduling::tolerates;
 use crate::scheduler::framework::{CycleState, Events, FilterPlugin, Plugin, Status};
 use crate::scheduler::types::{NodeInfo, PodInfo};
 

@@ -5,33 +5,11 @@
 
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 
+use crate::api::scheduling::{tolerates, untolerated_taint};
 use crate::scheduler::framework::{CycleState, Events, FilterPlugin, Plugin, ScorePlugin, Status, normalize_scores};
 use crate::scheduler::types::{NodeInfo, PodInfo};
 
 pub(crate) struct TaintToleration;
-
-/// Whether `toleration` tolerates `taint` (upstream's `Toleration.ToleratesTaint`).
-pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
 
 fn taints(node: &NodeInfo) -> &[Taint] {
     node.node
@@ -57,12 +35,8 @@ impl Plugin for TaintToleration {
 
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let tolerations = tolerations(pod);
-        let untolerated = taints(node)
-            .iter()
-            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-            .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)));
-        match untolerated {
+        let hard = |t: &Taint| t.effect == "NoSchedule" || t.effect == "NoExecute";
+        match untolerated_taint(taints(node), tolerations(pod), hard) {
             None => Status::SUCCESS,
             Some(t) => Status::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
@@ -104,32 +78,6 @@ mod tests {
     use super::*;
     use crate::scheduler::types::testing::{node, pod};
     use serde_json::json;
-
-    fn toleration(v: serde_json::Value) -> Toleration {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn tolerations_match_taints_as_upstream() {
-        let taint = Taint {
-            key: "k".into(),
-            value: Some("v".into()),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        };
-        assert!(tolerates(&toleration(json!({"key": "k", "value": "v"})), &taint));
-        assert!(tolerates(
-            &toleration(json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})),
-            &taint
-        ));
-        assert!(tolerates(&toleration(json!({"operator": "Exists"})), &taint));
-        assert!(!tolerates(&toleration(json!({"key": "k", "value": "w"})), &taint));
-        assert!(!tolerates(
-            &toleration(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})),
-            &taint
-        ));
-        assert!(!tolerates(&toleration(json!({"value": "v"})), &taint));
-    }
 
     #[test]
     fn not_ready_nodes_repel_pods_without_a_toleration() {
