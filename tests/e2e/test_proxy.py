@@ -5,6 +5,7 @@ Services and EndpointSlices are written directly, as the endpointslice controlle
 """
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -64,9 +65,9 @@ class Netns:
             raise AssertionError(f"{argv} in {self.name}: {out.returncode}\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def start(self, *argv: str, log: Path) -> subprocess.Popen:
+    def start(self, *argv: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdin=subprocess.DEVNULL,
-                                stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
 
     def ask(self, ip: str, port: int) -> str:
         return self.run("python3", "-c", ASK, ip, str(port)).strip()
@@ -87,11 +88,13 @@ class Cluster:
     def apply(self, obj: dict) -> None:
         self.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
-    def start_proxy(self) -> None:
+    def start_proxy(self, path: str | None = None) -> None:
+        """Starts the proxy; `path` replaces PATH, to put stand-in tools first."""
+        env = {**os.environ, "PATH": path} if path else None
         self.proxy = self.ns.start(
             str(_hyperkube_bin()), "proxy", f"--master=http://127.0.0.1:{self.port}", "--cluster-cidr=10.244.0.0/16",
             "--healthz-bind-address=127.0.0.1:10256", "--metrics-bind-address=127.0.0.1:10249",
-            "--iptables-sync-period=2s", "--iptables-min-sync-period=100ms", log=self.base / "proxy.log")
+            "--iptables-sync-period=2s", "--iptables-min-sync-period=100ms", log=self.base / "proxy.log", env=env)
 
     def stop_proxy(self) -> None:
         if self.proxy:
@@ -202,4 +205,35 @@ def test_rules_heal_and_survive_a_restart_without_duplicates_or_dropped_connecti
     cluster.ns.run(str(_hyperkube_bin()), "proxy", "--cleanup")
     assert "KUBE-" not in cluster.ns.run("iptables-save"), cluster.ns.run("iptables-save")
     assert "hyperkube0" not in cluster.ns.run("ip", "link")
+    cluster.start_proxy()
+
+
+def test_a_failed_restore_keeps_the_last_good_rules_says_which_line_and_retries(cluster: Cluster):
+    cluster.apply(service())
+    cluster.apply(slice_of({PODS[0]: True}))
+    wait_for("the endpoint to answer", lambda: answers(cluster, tries=1) == {PODS[0]})
+    # A stand-in iptables-restore that refuses while a flag file exists, as a kernel without a
+    # needed module would, and otherwise runs the real one.
+    fake = cluster.base / "fakebin"
+    fake.mkdir(exist_ok=True)
+    flag = cluster.base / "refuse"
+    real = subprocess.run(["sh", "-c", "command -v iptables-restore"], capture_output=True, text=True).stdout.strip()
+    (fake / "iptables-restore").write_text(
+        f"#!/bin/sh\nif [ -e {flag} ]; then echo 'iptables-restore: line 3 failed' >&2; exit 1; fi\nexec {real} \"$@\"\n")
+    (fake / "iptables-restore").chmod(0o755)
+    cluster.stop_proxy()
+    cluster.start_proxy(path=f"{fake}:{os.environ['PATH']}")
+    wait_for("the proxy to write its rules", lambda: answers(cluster, tries=1) == {PODS[0]})
+    flag.touch()
+    cluster.apply(slice_of({PODS[1]: True}))
+    log = cluster.base / "proxy.log"
+    wait_for("the failure to be logged with its line",
+             lambda: "line 3 failed (the line: " in log.read_text(), timeout=15)
+    assert answers(cluster, tries=4) == {PODS[0]}, "the last good rules stay while writes fail"
+    flag.unlink()
+    wait_for("the retry to write the new rules", lambda: answers(cluster, tries=1) == {PODS[1]}, timeout=15)
+    metrics = cluster.ns.run("python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:10249/metrics').read().decode())")
+    failures = [l for l in metrics.splitlines() if l.startswith("kubeproxy_sync_proxy_rules_iptables_restore_failures_total")]
+    assert failures and float(failures[0].split()[-1]) >= 1, failures
+    cluster.stop_proxy()
     cluster.start_proxy()
