@@ -111,8 +111,8 @@ pub enum Error {
     /// The store's disk or database failed.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The backend cannot be reached or cannot serve now (etcd down, or without a leader); nothing
-    /// was written, and the request may be retried.
+    /// The backend cannot be reached or cannot serve now (etcd down, or without a leader); the
+    /// request may be retried.
     #[error("the storage backend is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend did not answer in time. A write may or may not have happened.

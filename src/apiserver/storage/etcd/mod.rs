@@ -141,12 +141,17 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// `Unavailable` (503), a missed deadline is `Timeout` (504), a compacted revision `Expired`.
 fn classify(err: etcd_client::Error) -> Error {
     use tonic::Code;
+    let unavailable = |reason: String| Error::Unavailable(format!("etcd: {reason}").into());
     match &err {
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Error::Unavailable(Box::new(err)),
+        etcd_client::Error::TransportError(e) => unavailable(e.to_string()),
+        etcd_client::Error::IoError(e) => unavailable(e.to_string()),
         etcd_client::Error::GRpcStatus(status) => match status.code() {
             Code::Unavailable | Code::Cancelled | Code::Aborted | Code::ResourceExhausted => {
-                Error::Unavailable(Box::new(err))
+                unavailable(status.message().to_string())
             }
+            // A connection that broke mid-call ("transport error") carries its cause; statuses
+            // etcd itself sends do not.
+            Code::Unknown if std::error::Error::source(status).is_some() => unavailable(status.message().to_string()),
             Code::DeadlineExceeded => Error::Timeout(REQUEST_TIMEOUT),
             Code::OutOfRange => Error::Expired {
                 requested: 0,
