@@ -134,6 +134,21 @@ async fn a_watch_from_a_compacted_revision_gets_410_expired_and_a_fresh_one_work
     }
 }
 
+/// The revision a list of `api` is read at: where a watch that follows it starts.
+async fn list_revision(api: &Api<ConfigMap>) -> String {
+    let list = api.list(&ListParams::default()).await.unwrap();
+    list.metadata.resource_version.unwrap()
+}
+
+/// Waits until `seen` (from `record_watch`) ends at revision `newest`, and returns it.
+async fn caught_up(seen: &Mutex<Vec<(String, String, u64)>>, newest: u64) -> Vec<(String, String, u64)> {
+    wait_for("the watcher to catch up", WAIT, || async {
+        let seen = seen.lock().unwrap().clone();
+        seen.last().is_some_and(|(_, _, v)| *v == newest).then_some(seen)
+    })
+    .await
+}
+
 /// Watches ConfigMaps in `ns` from `from` until cancelled, re-opening the watch where it ended;
 /// records every (type, name, resourceVersion) seen. A 410 would mean lost events: it panics.
 fn record_watch(api: Api<ConfigMap>, from: String, stop: CancellationToken) -> Arc<Mutex<Vec<(String, String, u64)>>> {
@@ -174,13 +189,7 @@ async fn etcd_down_for_ten_seconds_gives_clean_errors_then_loses_nothing() {
     let server = on_etcd(&etcd, &[]).await;
     namespace(&server.client, "outage").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "outage");
-    let from = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = list_revision(&cms).await;
     let stop_watch = CancellationToken::new();
     let seen = record_watch(cms.clone(), from, stop_watch.clone());
 
@@ -268,11 +277,7 @@ async fn etcd_down_for_ten_seconds_gives_clean_errors_then_loses_nothing() {
         assert_eq!(stored.get(name), Some(version), "acknowledged {name} at {version}");
     }
     let newest = stored.values().copied().max().unwrap();
-    let seen = wait_for("the watcher to catch up", WAIT, || async {
-        let seen = seen.lock().unwrap().clone();
-        seen.last().is_some_and(|(_, _, v)| *v == newest).then_some(seen)
-    })
-    .await;
+    let seen = caught_up(&seen, newest).await;
     stop_watch.cancel();
     let versions: Vec<u64> = seen.iter().map(|(_, _, v)| *v).collect();
     assert!(
@@ -292,13 +297,7 @@ async fn two_apiservers_on_one_etcd_see_one_history() {
     namespace(&a.client, "shared").await;
     let on_a: Api<ConfigMap> = Api::namespaced(a.client.clone(), "shared");
     let on_b: Api<ConfigMap> = Api::namespaced(b.client.clone(), "shared");
-    let from = on_a
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = list_revision(&on_a).await;
     let stop = CancellationToken::new();
     let seen_a = record_watch(on_a.clone(), from.clone(), stop.clone());
     let seen_b = record_watch(on_b.clone(), from, stop.clone());
@@ -371,14 +370,7 @@ async fn two_apiservers_on_one_etcd_see_one_history() {
     assert_eq!(state_a["counter"].1.as_deref(), Some("80"), "no increment was lost");
 
     let newest = state_a.values().map(|(v, _)| *v).max().unwrap();
-    let caught_up = |seen: Arc<Mutex<Vec<(String, String, u64)>>>| async move {
-        wait_for("a watcher to catch up", WAIT, || async {
-            let seen = seen.lock().unwrap().clone();
-            seen.last().is_some_and(|(_, _, v)| *v == newest).then_some(seen)
-        })
-        .await
-    };
-    let (events_a, events_b) = (caught_up(seen_a).await, caught_up(seen_b).await);
+    let (events_a, events_b) = (caught_up(&seen_a, newest).await, caught_up(&seen_b, newest).await);
     stop.cancel();
     assert_eq!(events_a, events_b, "both apiservers' watchers saw the same history");
     assert_eq!(
@@ -543,13 +535,7 @@ async fn writes_and_watches_fail_over_when_an_etcd_member_dies() {
     let server = on_etcd(&etcd, &[]).await;
     namespace(&server.client, "failover").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "failover");
-    let from = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = list_revision(&cms).await;
     let stop = CancellationToken::new();
     let seen = record_watch(cms.clone(), from, stop.clone());
     for i in 0..10 {
