@@ -1,6 +1,8 @@
 //! Apiserver figures for BENCHMARKS.md: cold start, creates/s, GETs/s, LIST latency, watch
-//! delivery latency and RSS. Runs the release binary as its own process on loopback and drives
-//! it over plain HTTP/1.1 keep-alive connections, one per simulated client.
+//! delivery latency and RSS, on the embedded store and on etcd (Debian's etcd-server, started
+//! here on free loopback ports with a temporary data dir). Runs the release binary as its own
+//! process on loopback and drives it over plain HTTP/1.1 keep-alive connections, one per
+//! simulated client.
 //!
 //!     cargo bench --bench apiserver
 //!
@@ -46,24 +48,84 @@ impl Drop for Server {
 
 impl Server {
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+        rss_mib(self.child.id())
     }
 }
 
-/// Starts the apiserver on a fresh data dir; returns it and the time until /readyz answered 200.
-async fn start(dir: &Path) -> (Server, Duration) {
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// A single-member etcd on free loopback ports with a temporary data dir; killed when dropped.
+struct Etcd {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    async fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = dir.path().join("etcd.log");
+        let child = Command::new("etcd")
+            .arg("--name=bench")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=bench={peer_url}"))
+            .args(["--logger=zap", "--log-outputs=stderr"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("etcd starts (scripts/ensure-etcd.sh installs Debian's etcd-server)");
+        let etcd = Etcd { child, url, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("serving client traffic")
+        {
+            assert!(Instant::now() < deadline, "etcd did not serve within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        etcd
+    }
+}
+
+/// Starts the apiserver on a fresh data dir (or on `etcd`, under its own prefix); returns it and
+/// the time until /readyz answered 200.
+async fn start(dir: &Path, etcd: Option<&Etcd>) -> (Server, Duration) {
     let port = free_port();
+    let store: Vec<String> = match etcd {
+        Some(etcd) => vec![
+            format!("--etcd-servers={}", etcd.url),
+            format!("--etcd-prefix=/bench-{port}"),
+        ],
+        None => Vec::new(),
+    };
     let started = Instant::now();
     let child = Command::new(binary())
         .args(["apiserver", &format!("--insecure-port={port}"), "--data-dir"])
         .arg(dir)
+        .args(store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -278,18 +340,14 @@ async fn watch_latency(port: u16, ns: &str, events: usize) -> [Duration; 4] {
     ]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        // `cargo test --benches` probes bench binaries; there is nothing to run as a test.
-        return;
-    }
+/// Every figure, in order, for one store: on `etcd` when given, else the embedded store.
+async fn figures(etcd: Option<&Etcd>) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
 
     let mut starts = Vec::new();
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let (server, took) = start(dir.path()).await;
+        let (server, took) = start(dir.path(), etcd).await;
         starts.push(took);
         drop(server);
     }
@@ -300,12 +358,9 @@ async fn main() {
     ));
 
     let dir = tempfile::tempdir().unwrap();
-    let (server, _) = start(dir.path()).await;
+    let (server, _) = start(dir.path(), etcd).await;
     let port = server.port;
-    rows.push((
-        "RSS at idle, empty store".into(),
-        format!("{:.1} MiB", server.rss_mib()),
-    ));
+    rows.push(("RSS at idle, empty store".into(), rss(&server, etcd)));
 
     create_namespace(port, "big").await;
     let (rate, p50, p99) = creates(port, "big", "cm", 10_000, 32).await;
@@ -314,10 +369,7 @@ async fn main() {
         format!("{rate:.0}/s (p50 {}, p99 {})", ms(p50), ms(p99)),
     ));
 
-    rows.push((
-        "RSS holding 10,000 ConfigMaps".into(),
-        format!("{:.1} MiB", server.rss_mib()),
-    ));
+    rows.push(("RSS holding 10,000 ConfigMaps".into(), rss(&server, etcd)));
 
     create_namespace(port, "c1").await;
     let (rate, p50, p99) = creates(port, "c1", "cm", 2_000, 1).await;
@@ -360,11 +412,37 @@ async fn main() {
 
     rows.push((
         "RSS holding 15,000 ConfigMaps, after every row above".into(),
-        format!("{:.1} MiB", server.rss_mib()),
+        rss(&server, etcd),
     ));
 
-    println!("| figure | value |\n|---|---|");
-    for (name, value) in rows {
-        println!("| {name} | {value} |");
+    rows
+}
+
+/// The apiserver's RSS, and etcd's beside it.
+fn rss(server: &Server, etcd: Option<&Etcd>) -> String {
+    match etcd {
+        Some(etcd) => format!(
+            "{:.1} MiB (+ etcd {:.1} MiB)",
+            server.rss_mib(),
+            rss_mib(etcd.child.id())
+        ),
+        None => format!("{:.1} MiB", server.rss_mib()),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        // `cargo test --benches` probes bench binaries; there is nothing to run as a test.
+        return;
+    }
+    let embedded = figures(None).await;
+    let on_etcd = {
+        let etcd = Etcd::start().await;
+        figures(Some(&etcd)).await
+    };
+    println!("| figure | embedded store | etcd |\n|---|---|---|");
+    for ((name, value), (_, etcd)) in embedded.into_iter().zip(on_etcd) {
+        println!("| {name} | {value} | {etcd} |");
     }
 }

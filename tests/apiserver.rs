@@ -1,9 +1,11 @@
-//! In-process integration tests: a real apiserver on an ephemeral loopback port with its
-//! embedded store in a temporary directory, driven by kube-rs as any client would.
+//! In-process integration tests: a real apiserver on an ephemeral loopback port, driven by
+//! kube-rs as any client would. Every test runs twice: on the embedded store in a temporary
+//! directory (`embedded::NAME`) and on a real etcd of its own (`etcd::NAME`): one suite, two
+//! stores.
 
 mod common;
 
-use common::start;
+use common::TestServer;
 
 use std::time::Duration;
 
@@ -14,6 +16,41 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, W
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+/// Runs each test of this suite once per store, as `embedded::NAME` and `etcd::NAME`.
+macro_rules! on_both_stores {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod embedded {
+            $($(#[$attr])* async fn $name() {
+                super::$name(crate::common::start().await).await
+            })*
+        }
+        mod etcd {
+            $($(#[$attr])* async fn $name() {
+                super::$name(crate::common::start_on_etcd().await).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    #[tokio::test]
+    kube_rs_creates_reads_patches_and_deletes,
+    #[tokio::test]
+    lists_paginate_and_filter_by_labels,
+    #[tokio::test]
+    watches_resume_from_a_resource_version,
+    #[tokio::test]
+    kube_runtime_watcher_sees_later_changes,
+    #[tokio::test]
+    deployments_default_scale_and_bump_generation,
+    #[tokio::test]
+    services_get_distinct_cluster_ips_released_on_delete,
+    #[tokio::test]
+    pods_on_a_node_wait_for_their_grace_period_unless_forced,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_patches_without_a_resource_version_all_apply,
+);
 
 async fn namespace(client: &Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
@@ -28,9 +65,7 @@ fn configmap(name: &str, value: &str) -> ConfigMap {
         .unwrap()
 }
 
-#[tokio::test]
-async fn kube_rs_creates_reads_patches_and_deletes() {
-    let server = start().await;
+async fn kube_rs_creates_reads_patches_and_deletes(server: TestServer) {
     namespace(&server.client, "crud").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "crud");
 
@@ -70,9 +105,7 @@ async fn kube_rs_creates_reads_patches_and_deletes() {
     );
 }
 
-#[tokio::test]
-async fn lists_paginate_and_filter_by_labels() {
-    let server = start().await;
+async fn lists_paginate_and_filter_by_labels(server: TestServer) {
     namespace(&server.client, "pages").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "pages");
     for i in 0..7 {
@@ -100,9 +133,7 @@ async fn lists_paginate_and_filter_by_labels() {
     assert_eq!(odd.items.len(), 3);
 }
 
-#[tokio::test]
-async fn watches_resume_from_a_resource_version() {
-    let server = start().await;
+async fn watches_resume_from_a_resource_version(server: TestServer) {
     namespace(&server.client, "watch").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "watch");
     let first = cms
@@ -144,9 +175,7 @@ async fn watches_resume_from_a_resource_version() {
     assert_eq!(seen, ["ADDED after-1", "MODIFIED before", "DELETED after-1"]);
 }
 
-#[tokio::test]
-async fn kube_runtime_watcher_sees_later_changes() {
-    let server = start().await;
+async fn kube_runtime_watcher_sees_later_changes(server: TestServer) {
     namespace(&server.client, "runtime").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "runtime");
     cms.create(&PostParams::default(), &configmap("existing", "1"))
@@ -172,9 +201,7 @@ async fn kube_runtime_watcher_sees_later_changes() {
     assert_eq!(second.name_any(), "later");
 }
 
-#[tokio::test]
-async fn deployments_default_scale_and_bump_generation() {
-    let server = start().await;
+async fn deployments_default_scale_and_bump_generation(server: TestServer) {
     namespace(&server.client, "apps").await;
     let deploys: Api<Deployment> = Api::namespaced(server.client.clone(), "apps");
     let d: Deployment = serde_json::from_value(json!({
@@ -230,9 +257,7 @@ async fn deployments_default_scale_and_bump_generation() {
     assert_eq!(annotated.metadata.generation, Some(2));
 }
 
-#[tokio::test]
-async fn services_get_distinct_cluster_ips_released_on_delete() {
-    let server = start().await;
+async fn services_get_distinct_cluster_ips_released_on_delete(server: TestServer) {
     namespace(&server.client, "svc").await;
     let services: Api<Service> = Api::namespaced(server.client.clone(), "svc");
     let svc = |name: &str| -> Service {
@@ -260,10 +285,8 @@ async fn services_get_distinct_cluster_ips_released_on_delete() {
     assert_eq!(ip(&c), ip(&a));
 }
 
-#[tokio::test]
-async fn pods_on_a_node_wait_for_their_grace_period_unless_forced() {
+async fn pods_on_a_node_wait_for_their_grace_period_unless_forced(server: TestServer) {
     use k8s_openapi::api::core::v1::Pod;
-    let server = start().await;
     namespace(&server.client, "grace").await;
     let pods: Api<Pod> = Api::namespaced(server.client.clone(), "grace");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
@@ -291,9 +314,7 @@ async fn pods_on_a_node_wait_for_their_grace_period_unless_forced() {
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_patches_without_a_resource_version_all_apply() {
-    let server = start().await;
+async fn concurrent_patches_without_a_resource_version_all_apply(server: TestServer) {
     namespace(&server.client, "patches").await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "patches");
     cms.create(&PostParams::default(), &configmap("shared", "0"))

@@ -1,4 +1,5 @@
-//! `hyperkube apiserver`: the Kubernetes API on an embedded, durable store.
+//! `hyperkube apiserver`: the Kubernetes API on an embedded, durable store, or on etcd with
+//! `--etcd-servers`.
 //!
 //! Mirrors upstream's `cmd/kube-apiserver` and `k8s.io/apiserver`. State enters through HTTP
 //! requests and leaves through the `Store`; every other component talks to this one.
@@ -19,11 +20,12 @@ pub mod storage;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use self::registry::{Rest, Settings, registry_for};
-use self::storage::{EmbeddedStore, Store};
+use self::storage::{EmbeddedStore, EtcdConfig, EtcdStore, EtcdTls, Store};
 
 /// Command-line flags, named as upstream's kube-apiserver (and the original hyperkube) named them.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,9 +36,12 @@ pub struct Args {
     /// The insecure port; 0 picks a free one.
     #[arg(long, default_value_t = 8080)]
     pub insecure_port: u16,
-    /// Where the embedded store keeps its data.
+    /// Where the embedded store keeps its data (unused with `--etcd-servers`).
     #[arg(long, default_value = "/var/lib/hyperkube/data")]
     pub data_dir: PathBuf,
+    /// Where etcd is, when objects are kept there.
+    #[command(flatten)]
+    pub etcd: Box<EtcdArgs>,
     /// The range Services' ClusterIPs come from.
     #[arg(long, default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
@@ -58,13 +63,37 @@ pub struct Args {
     pub v: u8,
 }
 
+/// The etcd flags, upstream's names. Boxed in `Args`: most apiservers leave them unset.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdArgs {
+    /// Keep objects in etcd instead of the embedded store: the members' client URLs,
+    /// comma-separated (`http://127.0.0.1:2379`, or `https://` with the TLS flags below).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// The root of every key in etcd, as upstream's `--etcd-prefix`.
+    #[arg(long, default_value = "/registry")]
+    pub etcd_prefix: String,
+    /// The CA that signed etcd's serving certificates.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// The client certificate for etcd.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The key of `--etcd-certfile`.
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// How often to compact etcd's old revisions; 0 leaves compaction to etcd.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub etcd_compaction_interval: Duration,
+}
+
 /// The apiserver's settings, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where to listen.
     pub(crate) address: SocketAddr,
-    /// Where the embedded store lives.
-    pub(crate) data_dir: PathBuf,
+    /// Which store to open.
+    pub(crate) store: StoreConfig,
     /// ClusterIP and node port ranges.
     pub(crate) cluster_ips: registry::ipalloc::Cidr,
     /// Node ports.
@@ -73,6 +102,23 @@ pub struct Config {
     pub(crate) watch_cache_size: usize,
     /// Pods' default tolerations of unhealthy nodes.
     pub(crate) pod_tolerations: registry::core::DefaultTolerations,
+}
+
+/// Where the apiserver keeps its objects.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreConfig {
+    /// The embedded store in this directory.
+    Embedded(PathBuf),
+    /// An etcd cluster.
+    Etcd(EtcdConfig),
+}
+
+/// `--etcd-compaction-interval`: a Go duration, where a bare `0` turns compaction off.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => crate::flags::parse_duration(other),
+    }
 }
 
 /// Why the apiserver could not start or stopped.
@@ -133,9 +179,38 @@ impl TryFrom<Args> for Config {
         if first == 0 || first > last {
             return Err(bad_ports("the range is empty"));
         }
+        let etcd = *args.etcd;
+        let servers: Vec<String> = etcd
+            .etcd_servers
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let tls = EtcdTls {
+            ca_file: etcd.etcd_cafile,
+            cert_file: etcd.etcd_certfile,
+            key_file: etcd.etcd_keyfile,
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(Error::InvalidFlag {
+                flag: "etcd-certfile",
+                reason: "--etcd-certfile and --etcd-keyfile must be given together".into(),
+            });
+        }
+        let store = if servers.is_empty() {
+            StoreConfig::Embedded(args.data_dir)
+        } else {
+            StoreConfig::Etcd(EtcdConfig {
+                servers,
+                prefix: etcd.etcd_prefix,
+                tls,
+                compaction_interval: etcd.etcd_compaction_interval,
+                watch_cache_size: args.watch_cache_size,
+            })
+        };
         Ok(Self {
             address: SocketAddr::new(args.insecure_bind_address, args.insecure_port),
-            data_dir: args.data_dir,
+            store,
             cluster_ips,
             node_ports: first..=last,
             watch_cache_size: args.watch_cache_size,
@@ -157,8 +232,12 @@ impl ApiServer {
     /// Opens the store, builds every registry and document, creates the system namespaces and
     /// binds the port. Serving starts with `run`.
     pub async fn new(config: Config, shutdown: CancellationToken) -> Result<Self, Error> {
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&config.data_dir, config.watch_cache_size).map_err(Error::OpenStore)?);
+        let store: Arc<dyn Store> = match config.store {
+            StoreConfig::Embedded(dir) => {
+                Arc::new(EmbeddedStore::open(&dir, config.watch_cache_size).map_err(Error::OpenStore)?)
+            }
+            StoreConfig::Etcd(etcd) => Arc::new(EtcdStore::connect(etcd).await.map_err(Error::OpenStore)?),
+        };
         let listener = server::bind(config.address).await.map_err(|source| Error::Bind {
             address: config.address,
             source,

@@ -84,6 +84,9 @@ pub(crate) enum Error {
     /// 503: the store cannot serve now.
     #[error("{0}")]
     Unavailable(String),
+    /// 504: the store did not answer in time.
+    #[error("Timeout: request did not complete within requested timeout - {0}")]
+    Timeout(String),
 }
 
 /// How errors name an object's resource: `deployments.apps`, plus the group and plural apart.
@@ -132,6 +135,7 @@ impl Error {
             Error::Invalid { .. } | Error::UnprocessablePatch(_) => 422,
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
+            Error::Timeout(_) => 504,
         }
     }
 
@@ -150,6 +154,7 @@ impl Error {
             Error::Invalid { .. } | Error::UnprocessablePatch(_) => "Invalid",
             Error::Internal(_) => "InternalError",
             Error::Unavailable(_) => "ServiceUnavailable",
+            Error::Timeout(_) => "Timeout",
         }
     }
 
@@ -219,7 +224,8 @@ impl Error {
                 message: OBJECT_MODIFIED.into(),
             },
             storage::Error::Expired { .. } => Error::Expired(err.to_string()),
-            storage::Error::Closed => Error::Unavailable(err.to_string()),
+            storage::Error::Closed | storage::Error::Unavailable(_) => Error::Unavailable(crate::error_chain(&err)),
+            storage::Error::Timeout(_) => Error::Timeout(err.to_string()),
             storage::Error::Backend(_) => Error::Internal(format!("storage failed: {}", crate::error_chain(&err))),
         }
     }

@@ -9,6 +9,9 @@ Install the tools first: `scripts/install-test-deps.sh`, then
 Environment:
   HYPERKUBE_BIN            the binary under test (default: <repo>/target/debug/hyperkube)
   HYPERKUBE_APISERVER_ARGS extra flags for `hyperkube apiserver` (split like a shell)
+  HYPERKUBE_E2E_STORE      `embedded` (default) or `etcd`: the apiservers keep their objects in
+                           one etcd the session starts (Debian's etcd-server, on free loopback
+                           ports), each under its own --etcd-prefix
   KUBECTL_137, KUBECTL_120 kubectl binaries (default: the paths install-test-deps.sh uses)
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +37,7 @@ from e2e_util import Api, Kubectl, unique
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0
+STORE = os.environ.get("HYPERKUBE_E2E_STORE", "embedded")
 HTTP_CALL_TIMEOUT = 30.0
 
 KUBECTL_VERSIONS = {
@@ -112,8 +117,54 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
-def _start_apiserver(tmp_path_factory: pytest.TempPathFactory, label: str):
-    """Starts `hyperkube apiserver` on a free port; yields it once /readyz answers 200."""
+def _start_etcd(tmp_path_factory: pytest.TempPathFactory):
+    """Starts a single-member etcd on free loopback ports with a temporary data dir; yields its
+    client URL once it serves, then stops it by its PID."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.fail("etcd is not installed: run scripts/ensure-etcd.sh (scripts/test does)", pytrace=False)
+    base = tmp_path_factory.mktemp("etcd")
+    client, peer = _free_port(), _free_port()
+    url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    log = base / "etcd.log"
+    argv = [
+        binary, "--name=e2e", f"--data-dir={base / 'data'}",
+        f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=e2e={peer_url}", "--logger=zap", "--log-outputs=stderr",
+    ]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while "serving client traffic" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"etcd (pid {proc.pid}) did not serve:\n{_tail(log)}", pytrace=False)
+            time.sleep(0.05)
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory):
+    """The client URL of the session's etcd with HYPERKUBE_E2E_STORE=etcd, else None."""
+    if STORE == "etcd":
+        yield from _start_etcd(tmp_path_factory)
+    elif STORE == "embedded":
+        yield None
+    else:
+        pytest.fail(f"HYPERKUBE_E2E_STORE={STORE!r}: expected `embedded` or `etcd`", pytrace=False)
+
+
+def _store_flags(etcd: str | None, label: str) -> list[str]:
+    """The flags that put an apiserver's objects in `etcd`, under a prefix of its own."""
+    return [f"--etcd-servers={etcd}", f"--etcd-prefix=/{label}"] if etcd else []
+
+
+def _start_apiserver(tmp_path_factory: pytest.TempPathFactory, label: str, etcd: str | None = None):
+    """Starts `hyperkube apiserver` on a free port (on `etcd` if given); yields it once /readyz
+    answers 200."""
     binary = _hyperkube_bin()
     if not binary.is_file() or not os.access(binary, os.X_OK):
         pytest.fail(
@@ -131,6 +182,7 @@ def _start_apiserver(tmp_path_factory: pytest.TempPathFactory, label: str):
         "apiserver",
         f"--insecure-port={port}",
         f"--data-dir={data_dir}",
+        *_store_flags(etcd, label),
         *shlex.split(os.environ.get("HYPERKUBE_APISERVER_ARGS", "")),
     ]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
@@ -164,8 +216,8 @@ def _start_apiserver(tmp_path_factory: pytest.TempPathFactory, label: str):
 
 
 @pytest.fixture(scope="session")
-def apiserver_process(tmp_path_factory: pytest.TempPathFactory):
-    yield from _start_apiserver(tmp_path_factory, "hyperkube")
+def apiserver_process(tmp_path_factory: pytest.TempPathFactory, etcd: str | None):
+    yield from _start_apiserver(tmp_path_factory, "hyperkube", etcd)
 
 
 @pytest.fixture(scope="session")
@@ -332,9 +384,10 @@ users:
     return path
 
 
-def _control_plane(tmp_path_factory: pytest.TempPathFactory, label: str, components: list[str]):
-    """An apiserver of its own with `components` (each with `--leader-elect=false`) against it."""
-    for server in _start_apiserver(tmp_path_factory, label):
+def _control_plane(tmp_path_factory: pytest.TempPathFactory, label: str, etcd: str | None, components: list[str]):
+    """An apiserver of its own (on `etcd` if given) with `components` (each with
+    `--leader-elect=false`) against it."""
+    for server in _start_apiserver(tmp_path_factory, label, etcd):
         base = tmp_path_factory.mktemp(label)
         kubeconfig = _write_kubeconfig(base / "kubeconfig", server.url)
         plane = ControlPlane(server, kubeconfig, Api(server.url), {}, base)
@@ -348,16 +401,16 @@ def _control_plane(tmp_path_factory: pytest.TempPathFactory, label: str, compone
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory):
+def control_plane(tmp_path_factory: pytest.TempPathFactory, etcd: str | None):
     """A second apiserver with `hyperkube controller-manager` running against it (no scheduler:
     pods stay unbound, so tests may play kubelet for them)."""
-    yield from _control_plane(tmp_path_factory, "control-plane", ["controller-manager"])
+    yield from _control_plane(tmp_path_factory, "control-plane", etcd, ["controller-manager"])
 
 
 @pytest.fixture(scope="session")
-def scheduler(tmp_path_factory: pytest.TempPathFactory):
+def scheduler(tmp_path_factory: pytest.TempPathFactory, etcd: str | None):
     """A third apiserver with the controller manager and `hyperkube scheduler`: pods get bound."""
-    yield from _control_plane(tmp_path_factory, "scheduling-plane", ["controller-manager", "scheduler"])
+    yield from _control_plane(tmp_path_factory, "scheduling-plane", etcd, ["controller-manager", "scheduler"])
 
 
 @pytest.fixture

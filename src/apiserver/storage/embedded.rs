@@ -9,7 +9,7 @@
 //! commit). Only then does it publish the batch to readers and watchers and answer the callers,
 //! so nothing that was acknowledged can be lost by a crash, and nothing unacknowledged is seen.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::cache::{self, History, Published};
 use super::{Error, Event, EventType, KeyValue, Revision, Store, WatchStream, stamp_revision};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -40,16 +41,13 @@ struct Shared {
     state: RwLock<State>,
     /// Each committed batch of events, in order. Sent while `state` is write-locked, so a watcher
     /// that reads the history and subscribes under the read lock misses nothing and sees nothing twice.
-    events: broadcast::Sender<Arc<[Event]>>,
+    events: broadcast::Sender<Published>,
 }
 
 struct State {
     objects: BTreeMap<Arc<str>, KeyValue>,
     revision: Revision,
-    history: VecDeque<Event>,
-    history_limit: usize,
-    /// A watch may start after any revision >= this one.
-    oldest_watchable: Revision,
+    history: History,
 }
 
 enum Op {
@@ -102,16 +100,13 @@ impl EmbeddedStore {
             }
         }
 
-        let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             state: RwLock::new(State {
                 objects,
                 revision,
-                history: VecDeque::new(),
-                history_limit: history_limit.max(1),
-                oldest_watchable: revision,
+                history: History::new(history_limit, revision),
             }),
-            events,
+            events: cache::channel(),
         });
         // Callers wait for their own answer, so the queue holds one request per in-flight API
         // call; when it is full, callers wait, which is the back-pressure we want.
@@ -190,57 +185,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, Error> {
-        let (backlog, live) = {
-            let state = self.read();
-            if after < state.oldest_watchable {
-                return Err(Error::Expired {
-                    requested: after,
-                    oldest: state.oldest_watchable,
-                });
-            }
-            let backlog: Vec<Event> = state
-                .history
-                .iter()
-                .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
-                .cloned()
-                .collect();
-            (backlog, self.shared.events.subscribe())
-        };
-        let prefix: Arc<str> = Arc::from(prefix);
-        let live = futures::stream::unfold(live, move |mut rx| {
-            let prefix = prefix.clone();
-            async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(batch) => {
-                            let events: Vec<Result<Event, Error>> = batch
-                                .iter()
-                                .filter(|e| e.revision() > after && e.kv.key.starts_with(&*prefix))
-                                .cloned()
-                                .map(Ok)
-                                .collect();
-                            if !events.is_empty() {
-                                return Some((futures::stream::iter(events), rx));
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // This watcher could not keep up: end it with Expired so the client
-                            // re-lists, as upstream does for a watcher the cache dropped.
-                            let expired = Error::Expired {
-                                requested: after,
-                                oldest: after,
-                            };
-                            let (_, closed) = broadcast::channel(1);
-                            return Some((futures::stream::iter(vec![Err(expired)]), closed));
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            }
-        });
-        use futures::StreamExt;
-        let backlog = futures::stream::iter(backlog.into_iter().map(Ok));
-        Ok(Box::pin(backlog.chain(live.flatten())))
+        let state = self.read();
+        let backlog = state.history.backlog(prefix, after)?;
+        Ok(cache::follow(backlog, self.shared.events.subscribe(), prefix, after))
     }
 
     fn revision(&self) -> Revision {
@@ -336,16 +283,11 @@ fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Write>) {
                 EventType::Deleted => state.objects.remove(&event.kv.key),
                 _ => state.objects.insert(event.kv.key.clone(), event.kv.clone()),
             };
-            state.history.push_back(event.clone());
         }
-        while state.history.len() > state.history_limit {
-            if let Some(dropped) = state.history.pop_front() {
-                state.oldest_watchable = dropped.revision();
-            }
-        }
+        state.history.push(&events);
         state.revision = revision;
         // No receivers is fine: nobody is watching.
-        let _ = shared.events.send(Arc::from(events));
+        let _ = shared.events.send(Published::Events(Arc::from(events)));
     }
     for (done, outcome) in outcomes {
         let _ = done.send(outcome.map(|e| e.kv));

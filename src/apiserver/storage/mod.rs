@@ -6,9 +6,15 @@
 //! clients see. Values handed out by a `Store` always carry their own revision in
 //! `metadata.resourceVersion`, so the layers above can serve them without re-encoding.
 //!
-//! The embedded store (`embedded.rs`) is the default; an etcd store will implement the same trait.
+//! Keys handed to a store always start with `/registry/`, the root upstream uses; the etcd store
+//! swaps that root for `--etcd-prefix`.
+//!
+//! The embedded store (`embedded.rs`) is the default; the etcd store (`etcd/`) serves the same
+//! trait from an etcd v3 cluster. Both serve watches from a watch cache (`cache.rs`).
 
+pub(crate) mod cache;
 pub(crate) mod embedded;
+pub(crate) mod etcd;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdConfig, EtcdStore, EtcdTls};
 
 /// A store-wide revision: the `resourceVersion` of the write that produced a value.
 pub type Revision = u64;
@@ -104,6 +111,13 @@ pub enum Error {
     /// The store's disk or database failed.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot be reached or cannot serve now (etcd down, or without a leader); the
+    /// request may be retried.
+    #[error("the storage backend is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend did not answer in time. A write may or may not have happened.
+    #[error("the storage backend did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
