@@ -207,8 +207,14 @@ spec:
     // dnsPolicy ClusterFirst: the cluster's DNS server and upstream's search path.
     let resolv = docker(&["exec", &client, "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 10.0.0.10\n"), "{resolv}");
-    let search = format!("search {}.svc.cluster.local svc.cluster.local cluster.local", k.namespace);
-    assert!(resolv.contains(&search) && resolv.contains("options ndots:5"), "{resolv}");
+    let search = format!(
+        "search {}.svc.cluster.local svc.cluster.local cluster.local",
+        k.namespace
+    );
+    assert!(
+        resolv.contains(&search) && resolv.contains("options ndots:5"),
+        "{resolv}"
+    );
     let pods = eventually("the pod's status", WAIT, || {
         let pods = k.pods();
         let phase = pods["items"][0]["status"]["phase"].as_str().map(String::from);
