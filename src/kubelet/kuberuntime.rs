@@ -60,6 +60,9 @@ pub(crate) struct PodMemory {
     backoff: HashMap<String, Backoff>,
     /// Why a container could not be started, by container name (waiting reason, message).
     pub(crate) waiting: BTreeMap<String, (String, String)>,
+    /// The runtime's refusal of a container's last start, by container name: it stays the
+    /// waiting reason while the container backs off, so the status keeps saying why.
+    start_errors: BTreeMap<String, String>,
     /// Probe results of the running containers.
     pub(crate) probes: super::prober::Probes,
 }
@@ -295,9 +298,11 @@ async fn start_or_back_off(
             container.name,
             pod.metadata.name.as_deref().unwrap_or_default()
         );
-        memory
-            .waiting
-            .insert(container.name.clone(), ("CrashLoopBackOff".into(), message));
+        let waiting = match memory.start_errors.get(&container.name) {
+            Some(refused) => ("CreateContainerError".into(), refused.clone()),
+            None => ("CrashLoopBackOff".into(), message),
+        };
+        memory.waiting.insert(container.name.clone(), waiting);
         synced.wake_in(left);
         return Ok(());
     }
@@ -342,12 +347,14 @@ async fn start_or_back_off(
         } else {
             err.to_string()
         };
+        memory.start_errors.insert(container.name.clone(), message.clone());
         memory
             .waiting
             .insert(container.name.clone(), ("CreateContainerError".into(), message));
         synced.wake_in(INITIAL_BACKOFF);
         return Ok(());
     }
+    memory.start_errors.remove(&container.name);
     Ok(())
 }
 
