@@ -53,3 +53,25 @@ where
     connections.close();
     connections.wait().await;
 }
+
+/// A plain-text response with `status`.
+pub(crate) fn text(status: http::StatusCode, body: String) -> Response<http_body_util::Full<bytes::Bytes>> {
+    let mut response = Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+/// `registry` in Prometheus' text format, as `/metrics` serves it.
+pub(crate) fn metrics(registry: &prometheus::Registry) -> Response<http_body_util::Full<bytes::Bytes>> {
+    use prometheus::Encoder;
+    let mut body = Vec::new();
+    if let Err(err) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut body) {
+        return text(http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string());
+    }
+    let mut response = Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::Transport;
 
@@ -85,16 +85,7 @@ impl Metrics {
     }
 
     fn encode(&self) -> Response<Full<Bytes>> {
-        let mut body = Vec::new();
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut body) {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string());
-        }
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        response
+        crate::http_serve::metrics(&self.registry)
     }
 }
 
@@ -130,8 +121,4 @@ pub(super) fn rcode_label(rcode: ResponseCode) -> String {
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-}
+use crate::http_serve::text;

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntCounter, Registry, TextEncoder};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, Registry};
 use tokio::time::Instant;
 
 pub(super) struct Metrics {
@@ -56,17 +56,7 @@ impl Metrics {
     }
 
     pub(super) fn response(&self) -> Response<Full<Bytes>> {
-        let mut body = Vec::new();
-        let encoder = TextEncoder::new();
-        if let Err(err) = encoder.encode(&self.registry.gather(), &mut body) {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string());
-        }
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        response
+        crate::http_serve::metrics(&self.registry)
     }
 }
 
@@ -108,8 +98,4 @@ pub(super) fn not_found() -> Response<Full<Bytes>> {
     text(StatusCode::NOT_FOUND, "not found\n".into())
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-}
+use crate::http_serve::text;
