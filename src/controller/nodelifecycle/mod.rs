@@ -204,6 +204,9 @@ impl Monitor {
     /// Sets the Ready condition of every pod on `node` to False, as upstream's `MarkPodsNotReady`.
     async fn mark_pods_not_ready(&self, node: &str) -> Result<(), Error> {
         let now = Time(Timestamp::now());
+        // One pod's failure (a conflict with the taint manager's write) must not keep the
+        // others ready; the first error is returned so the whole node is tried again.
+        let mut first_error = None;
         for pod in self.pods.list() {
             if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
                 continue;
@@ -228,14 +231,14 @@ impl Monitor {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(source) => {
-                    return Err(Error::MarkPodNotReady {
+                    first_error.get_or_insert(Error::MarkPodNotReady {
                         pod: format!("{namespace}/{pod_name}"),
                         source,
                     });
                 }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Health>> {
