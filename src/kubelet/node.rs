@@ -18,6 +18,7 @@ use super::runtime::Runtime;
 /// How long a lease holds without renewal; the node controller marks the node unknown after it.
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_RENEW: Duration = Duration::from_secs(10);
+const RETRY_FIRST: Duration = Duration::from_millis(100);
 
 /// What the kubelet reports about its node.
 #[derive(Debug, Clone)]
@@ -40,15 +41,26 @@ pub(crate) async fn run(
 ) {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-    let mut status_tick = tokio::time::interval(status_every);
+    // A failed update is retried soon, doubling up to the status period, as upstream's
+    // registration does: the apiserver this kubelet runs answers a moment after it starts.
+    let mut retry_in = RETRY_FIRST;
+    let mut next_status = tokio::time::Instant::now();
     let mut lease_tick = tokio::time::interval(LEASE_RENEW);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = status_tick.tick() => {
+            _ = tokio::time::sleep_until(next_status) => {
                 let node = node_object(&info, runtime.as_ref()).await;
-                if let Err(err) = register_or_update(&nodes, &node).await {
-                    tracing::warn!(error = %crate::error_chain(&err), "updating the node failed; retrying");
+                match register_or_update(&nodes, &node).await {
+                    Ok(()) => {
+                        retry_in = RETRY_FIRST;
+                        next_status = tokio::time::Instant::now() + status_every;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %crate::error_chain(&err), "updating the node failed; retrying");
+                        next_status = tokio::time::Instant::now() + retry_in;
+                        retry_in = (retry_in * 2).min(status_every);
+                    }
                 }
             }
             _ = lease_tick.tick() => {

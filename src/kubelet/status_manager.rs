@@ -5,11 +5,13 @@
 //! upstream's `pkg/kubelet/status` and `pkg/kubelet/pod/mirror_client.go`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pod_workers::StatusUpdate;
@@ -27,7 +29,13 @@ fn is_static(pod: &Pod) -> bool {
         .is_some_and(|s| s != "api")
 }
 
-/// Applies status updates until `shutdown`. Mirror pods are owned by `node`'s Node object.
+/// The first wait before a failed write is tried again; it doubles up to [`RETRY_MAX`]. Short,
+/// because at bootstrap the apiserver this kubelet runs comes up a moment after its pod starts.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Applies status updates until `shutdown`. Mirror pods are owned by `node`'s Node object. A
+/// write that fails is retried with back-off until it lands or a newer update replaces it.
 pub(crate) async fn run(
     client: kube::Client,
     node: String,
@@ -35,48 +43,57 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut sent: HashMap<String, PodStatus> = HashMap::new();
+    let mut failed: HashMap<String, StatusUpdate> = HashMap::new();
+    let mut retry_in = RETRY_FIRST;
+    let mut retry_at = Instant::now();
     loop {
-        let update = tokio::select! {
+        let (batch, retrying) = tokio::select! {
             _ = shutdown.cancelled() => return,
             update = updates.recv() => match update {
-                Some(u) => u,
+                Some(u) => (vec![u], false),
                 None => return,
             },
-        };
-        let uid = update.pod.metadata.uid.clone().unwrap_or_default();
-        let result = match update.status {
-            Some(status) => {
-                // A static pod's mirror is checked on every report: someone may have deleted it.
-                let recreated = if is_static(&update.pod) {
-                    match ensure_mirror(&client, &node, &pods_api(&client, &update.pod), &update.pod).await {
-                        Ok(recreated) => recreated,
-                        Err(err) => {
-                            tracing::warn!(error = %crate::error_chain(&err), "creating the mirror pod failed");
-                            continue;
-                        }
-                    }
-                } else {
-                    false
-                };
-                if !recreated && sent.get(&uid) == Some(&status) {
-                    continue;
-                }
-                let result = send_status(&client, &update.pod, &status).await;
-                if result.is_ok() {
-                    sent.insert(uid, status);
-                }
-                result
-            }
-            None => {
-                sent.remove(&uid);
-                finish_deletion(&client, &update.pod).await
+            _ = tokio::time::sleep_until(retry_at), if !failed.is_empty() => {
+                (failed.drain().map(|(_, u)| u).collect(), true)
             }
         };
-        if let Err(err) = result {
-            // The next sync reports again; a failed write is retried then.
-            tracing::warn!(pod = %update.pod.metadata.name.as_deref().unwrap_or_default(), error = %crate::error_chain(&err), "updating the apiserver failed");
+        for update in batch {
+            let uid = update.pod.metadata.uid.clone().unwrap_or_default();
+            failed.remove(&uid);
+            if let Err(err) = apply(&client, &node, &mut sent, &update).await {
+                tracing::warn!(pod = %update.pod.metadata.name.as_deref().unwrap_or_default(), error = %crate::error_chain(&err), "updating the apiserver failed; retrying");
+                failed.insert(uid, update);
+            }
+        }
+        if failed.is_empty() {
+            retry_in = RETRY_FIRST;
+        } else if retrying || retry_at <= Instant::now() {
+            retry_at = Instant::now() + retry_in;
+            retry_in = (retry_in * 2).min(RETRY_MAX);
         }
     }
+}
+
+/// Writes one update: the mirror pod and status of a running pod, or the end of a stopped one.
+async fn apply(
+    client: &kube::Client,
+    node: &str,
+    sent: &mut HashMap<String, PodStatus>,
+    update: &StatusUpdate,
+) -> Result<(), kube::Error> {
+    let uid = update.pod.metadata.uid.clone().unwrap_or_default();
+    let Some(status) = &update.status else {
+        sent.remove(&uid);
+        return finish_deletion(client, &update.pod).await;
+    };
+    // A static pod's mirror is checked on every report: someone may have deleted it.
+    let recreated = is_static(&update.pod) && ensure_mirror(client, node, &pods_api(client, &update.pod), &update.pod).await?;
+    if !recreated && sent.get(&uid) == Some(status) {
+        return Ok(());
+    }
+    send_status(client, &update.pod, status).await?;
+    sent.insert(uid, status.clone());
+    Ok(())
 }
 
 fn pods_api(client: &kube::Client, pod: &Pod) -> Api<Pod> {

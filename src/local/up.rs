@@ -204,7 +204,7 @@ async fn wait_ready(
                     container,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(())

@@ -34,6 +34,16 @@ class Local:
         return docker("ps", "-q", "--filter", f"label=io.hyperkube.cluster={self.name}")
 
 
+def _dev_state() -> tuple:
+    """The host's /dev/ptmx and the mounts under /dev, which nothing of ours may change."""
+    ptmx = os.stat("/dev/ptmx")
+    # mountinfo: mount point, its options, then after "-" the type, source and superblock options.
+    mounts = sorted((f[4], f[5], *f[f.index("-") + 1:]) for f in
+                    (line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines())
+                    if f[4] == "/dev" or f[4].startswith("/dev/"))
+    return (ptmx.st_mode, ptmx.st_ino, ptmx.st_rdev, ptmx.st_uid, ptmx.st_gid), mounts
+
+
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("up")
@@ -45,6 +55,7 @@ def local(tmp_path_factory: pytest.TempPathFactory):
         "users: [{name: prod, user: {token: keep-me}}]\ncontexts: [{name: prod, context: {cluster: prod, user: prod}}]\n"
         "current-context: prod\n")
     cluster = Local(f"hk-e2e-{uuid.uuid4().hex[:6]}", _free_port(), base / "data", home)
+    cluster.dev_before = _dev_state()
     up = cluster.run("up", "--timeout=240s")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -74,11 +85,13 @@ def test_up_says_what_it_waits_for_and_writes_a_context_beside_the_others(local:
     inspect = json.loads(docker("inspect", local.kubelet_id()))[0]["HostConfig"]
     assert inspect["Privileged"] is False and not inspect["Devices"], inspect
     assert inspect["RestartPolicy"]["Name"] == "always"
+    assert _dev_state() == local.dev_before, "the host's /dev changed while the cluster runs"
 
 
 def test_a_deployment_is_reached_by_its_service_name_from_another_pod(local: Local, kubectl: Kubectl):
     kubectl("create", "deployment", "web", f"--image={BUSYBOX}", "--",
-            "sh", "-c", "echo hello-through-the-service > /tmp/index.html && exec httpd -f -p 8080 -h /tmp")
+            "sh", "-c", "echo web version ${VERSION:-1} serving; echo hello-through-the-service > /tmp/index.html"
+            " && exec httpd -f -p 8080 -h /tmp")
     kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
     kubectl("rollout", "status", "deployment/web", "--timeout=120s")
     kubectl("run", "client", f"--image={BUSYBOX}", "--restart=Never", "--",
@@ -86,6 +99,119 @@ def test_a_deployment_is_reached_by_its_service_name_from_another_pod(local: Loc
     wait_for("the client to get the page through DNS and the proxy",
              lambda: kubectl.json("get", "pod", "client")["status"].get("phase") == "Succeeded", timeout=120)
     assert "hello-through-the-service" in kubectl("logs", "client").stdout
+
+
+def _web_pods(kubectl: Kubectl) -> list[dict]:
+    return kubectl.json("get", "pods", "-l", "app=web")["items"]
+
+
+def _running_and_ready(pod: dict) -> bool:
+    conditions = pod["status"].get("conditions", [])
+    return pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp") \
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_the_deployment_scales_rolls_out_a_new_version_logs_and_goes(local: Local, kubectl: Kubectl):
+    kubectl("scale", "deployment/web", "--replicas=5")
+    kubectl("rollout", "status", "deployment/web", "--timeout=120s")
+    wait_for("5 web pods running and ready",
+             lambda: len([p for p in _web_pods(kubectl) if _running_and_ready(p)]) == 5, timeout=60)
+
+    kubectl("set", "env", "deployment/web", "VERSION=2")
+    kubectl("rollout", "status", "deployment/web", "--timeout=120s")
+
+    def rolled_out():
+        pods = _web_pods(kubectl)
+        env = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0].get("env", [])} for p in pods]
+        return len(pods) == 5 and all(_running_and_ready(p) for p in pods) and all(e.get("VERSION") == "2" for e in env)
+    wait_for("the 5 pods of the new version, and no old one", rolled_out, timeout=120)
+    assert "2" in kubectl("rollout", "history", "deployment/web").stdout
+    assert "web version 2 serving" in kubectl("logs", "deployment/web").stdout
+
+    kubectl("delete", "deployment", "web")
+    wait_for("the web pods to go", lambda: not _web_pods(kubectl), timeout=120)
+    wait_for("their containers to go", lambda: not docker(
+        "ps", "-aq", "--filter", "label=io.kubernetes.pod.namespace=default",
+        "--filter", "label=io.kubernetes.container.name=busybox"), timeout=60)
+
+
+VOLUME_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  containers:
+  - name: reader
+    image: %s
+    command: [sh, -c, "while true; do echo \\"$(cat /config/greeting) $(cat /secret/password)\\"; sleep 1; done"]
+    volumeMounts:
+    - {name: config, mountPath: /config}
+    - {name: secret, mountPath: /secret, readOnly: true}
+  volumes:
+  - name: config
+    configMap: {name: settings}
+  - name: secret
+    secret: {secretName: credentials}
+""" % BUSYBOX
+
+
+def test_a_pod_reads_its_secret_and_configmap_through_the_kubelets_mounts(local: Local, kubectl: Kubectl):
+    kubectl("create", "configmap", "settings", "--from-literal=greeting=hello-from-a-configmap")
+    kubectl("create", "secret", "generic", "credentials", "--from-literal=password=s3cret-from-a-secret")
+    kubectl("apply", "-f", "-", input=VOLUME_POD)
+    wait_for("the reader to print both", lambda: "hello-from-a-configmap s3cret-from-a-secret"
+             in kubectl("logs", "reader").stdout, timeout=90)
+    # The kubelet, in its container, rewrites the file; the pod sees it through the shared mount.
+    kubectl("patch", "configmap", "settings", "-p", '{"data": {"greeting": "changed-in-place"}}')
+    wait_for("the reader to see the new value", lambda: "changed-in-place s3cret-from-a-secret"
+             in kubectl("logs", "reader").stdout, timeout=90)
+
+
+def _objects(kubectl: Kubectl) -> dict[str, list[str]]:
+    """Names and resourceVersions of what the tests made, to compare across failures."""
+    objects = {}
+    for kind in ("configmaps", "secrets", "services", "pods", "serviceaccounts", "namespaces"):
+        items = kubectl.json("get", kind, "-A")["items"]
+        objects[kind] = sorted(f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items
+                               if kind != "pods" or i["metadata"].get("namespace") == "default")
+    objects["settings"] = [kubectl.json("get", "configmap", "settings")["metadata"]["resourceVersion"]]
+    return objects
+
+
+def _system_container(name: str) -> str:
+    return docker("ps", "-q", "--filter", "label=io.kubernetes.pod.namespace=kube-system",
+                  "--filter", f"label=io.kubernetes.container.name={name}")
+
+
+def test_a_killed_apiserver_container_comes_back_with_every_object(local: Local, kubectl: Kubectl):
+    before = _objects(kubectl)
+    killed = _system_container("apiserver")
+    assert killed, "the apiserver container runs"
+    docker("kill", killed)
+    wait_for("a new apiserver container", lambda: _system_container("apiserver") not in ("", killed), timeout=120)
+    after = wait_for("the apiserver to answer again", lambda: _objects(kubectl), timeout=120)
+    assert after == before
+
+
+def test_restarting_every_container_of_the_cluster_brings_it_back_by_itself(local: Local, kubectl: Kubectl):
+    before = _objects(kubectl)
+    node = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip().lower()
+    ours = [local.kubelet_id(), *docker("ps", "-q", "--filter", f"label=io.hyperkube.node={node}").split()]
+    docker("restart", "--time=2", *ours)
+
+    def ready_node():
+        nodes = kubectl.json("get", "nodes")["items"]
+        return [c["status"] for n in nodes for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
+    wait_for("the node to be Ready again", ready_node, timeout=180)
+    wait_for("the system pods and the reader to run again", lambda: all(
+        p["status"].get("phase") == "Running"
+        for p in kubectl.json("get", "pods", "-A")["items"]), timeout=180)
+    assert _objects(kubectl) == before
+    kubectl("run", "after-restart", f"--image={BUSYBOX}", "--restart=Never", "--", "echo", "a-new-pod-runs")
+    wait_for("a new pod to run to completion",
+             lambda: kubectl.json("get", "pod", "after-restart")["status"].get("phase") == "Succeeded", timeout=120)
+    assert "a-new-pod-runs" in kubectl("logs", "after-restart").stdout
+    kubectl("delete", "pod", "after-restart")
 
 
 def test_up_again_changes_nothing_and_status_reports(local: Local):
@@ -109,7 +235,10 @@ def test_down_removes_what_up_made_and_keeps_the_data(local: Local):
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert "KUBE-" not in rules
     assert "hyperkube0" not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-    assert " /var/lib/kubelet " not in Path("/proc/self/mountinfo").read_text()
+    mount_points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    ours = [m for m in mount_points if m.startswith(("/var/lib/kubelet", str(local.data)))]
+    assert not ours, ours
+    assert _dev_state() == local.dev_before, "the host's /dev is not as it was before up"
     config = (local.home / ".kube" / "config").read_text()
     assert local.name not in config and "keep-me" in config, config
     assert (local.data / "data").is_dir(), "the store stays without --purge"
