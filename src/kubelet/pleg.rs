@@ -138,6 +138,12 @@ mod tests {
         .unwrap()
     }
 
+    /// The next uid the PLEG announces; fails when none comes within a few relist periods.
+    async fn announced(changed: &mut mpsc::Receiver<String>) -> String {
+        let next = tokio::time::timeout(RELIST_PERIOD * 3, changed.recv()).await;
+        next.expect("an announcement").expect("the PLEG is running")
+    }
+
     // The paused clock moves only when every task waits on a timer (or the test advances it), so
     // whether a reader waited for the periodic relist does not depend on the machine's load.
     #[tokio::test(start_paused = true)]
@@ -171,13 +177,7 @@ mod tests {
             .unwrap();
         assert_eq!(asked.elapsed(), Duration::ZERO, "waited for the periodic relist");
         assert_eq!((after.sandboxes.len(), after.containers.len()), (1, 1));
-        assert_eq!(
-            tokio::time::timeout(RELIST_PERIOD * 3, changed.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-            "u1"
-        );
+        assert_eq!(announced(&mut changed).await, "u1");
 
         // A reader content with the latest state costs no list call.
         let lists = || fake.calls().iter().filter(|c| c.starts_with("list_containers")).count();
@@ -187,13 +187,7 @@ mod tests {
 
         // A container that exits is announced by the periodic relist alone.
         fake.exit_container(&after.containers[0].id, 1);
-        assert_eq!(
-            tokio::time::timeout(RELIST_PERIOD * 3, changed.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-            "u1"
-        );
+        assert_eq!(announced(&mut changed).await, "u1");
         shutdown.cancel();
         task.await.unwrap();
     }
