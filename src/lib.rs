@@ -8,6 +8,7 @@ pub const KUBERNETES_VERSION: &str = "v1.37.0";
 
 pub mod api;
 pub mod apiserver;
+pub(crate) mod backoff;
 pub mod client;
 pub mod controller;
 pub mod dns;

@@ -13,10 +13,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The first retry of a failed key waits this long; each further failure doubles it.
-const BASE_DELAY: Duration = Duration::from_millis(5);
-/// The longest a failed key waits.
-const MAX_DELAY: Duration = Duration::from_secs(1000);
+use crate::backoff::Backoff;
+
+/// How long a failed key waits: 5 ms, doubling with each further failure up to 1000 s.
+const BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(5),
+    max: Duration::from_secs(1000),
+};
 
 pub(crate) struct WorkQueue<T> {
     inner: Mutex<Inner<T>>,
@@ -86,7 +89,7 @@ impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
             *failures += 1;
             *failures
         };
-        self.add_after(item, backoff(failures));
+        self.add_after(item, BACKOFF.after(failures));
     }
 
     /// Clears `item`'s failure count: it was processed successfully.
@@ -132,12 +135,6 @@ impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
     pub(crate) fn len(&self) -> usize {
         self.lock().queue.len()
     }
-}
-
-fn backoff(failures: u32) -> Duration {
-    BASE_DELAY
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_DELAY)
 }
 
 /// Runs `workers` tasks taking keys from `queue` until it shuts down. `sync` returns when to
@@ -199,9 +196,9 @@ mod tests {
 
     #[tokio::test]
     async fn failures_back_off_exponentially_until_forgotten() {
-        assert_eq!(backoff(1), Duration::from_millis(5));
-        assert_eq!(backoff(4), Duration::from_millis(40));
-        assert_eq!(backoff(40), MAX_DELAY);
+        assert_eq!(BACKOFF.after(1), Duration::from_millis(5));
+        assert_eq!(BACKOFF.after(4), Duration::from_millis(40));
+        assert_eq!(BACKOFF.after(40), Duration::from_secs(1000));
         let queue = WorkQueue::new(CancellationToken::new());
         queue.add_rate_limited("k");
         queue.add_rate_limited("k");

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Etcd, EtcdTlsFiles, TestServer, flags, register_node, start_with, wait_for};
+use common::{Etcd, EtcdTlsFiles, TestServer, events_by_reason, flags, register_node, start_with, wait_for};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -430,16 +430,7 @@ async fn schedulers_on_two_apiservers_elect_one_leader_through_etcd() {
     })
     .await;
     // A second active scheduler would lose binding races and report them as FailedScheduling.
-    let events = Api::<Event>::namespaced(b.client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    let failed: Vec<_> = events
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
-        .map(|e| e.message.clone())
-        .collect();
+    let failed = events_by_reason(&b.client, "default", "FailedScheduling").await;
     assert!(failed.is_empty(), "{failed:?}");
     let holders: BTreeSet<Option<String>> = [&a, &b]
         .into_iter()

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{flags, register_node, start, wait_for};
+use common::{events_by_reason, flags, register_node, start, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -112,13 +112,10 @@ async fn wait_unschedulable(client: &Client, name: &str) -> (String, String) {
 
 /// The messages of `reason` events about pod `name`.
 async fn events(client: &Client, name: &str, reason: &str) -> Vec<String> {
-    let list = Api::<Event>::namespaced(client.clone(), "default")
-        .list(&ListParams::default())
+    events_by_reason(client, "default", reason)
         .await
-        .unwrap();
-    list.items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
         .filter_map(|e| e.message)
         .collect()
 }
@@ -416,16 +413,7 @@ async fn two_schedulers_never_bind_a_pod_twice() {
         assert_eq!(nodes.len(), 1, "{pod} was bound to {nodes:?}");
     }
     // A second scheduler binding the same pods would have its bindings rejected, and report them.
-    let list = Api::<Event>::namespaced(client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    let failed: Vec<_> = list
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
-        .map(|e| e.message.clone())
-        .collect();
+    let failed = events_by_reason(client, "default", "FailedScheduling").await;
     assert!(failed.is_empty(), "{failed:?}");
     let lease = Api::<Lease>::namespaced(client.clone(), "kube-system")
         .get("kube-scheduler")

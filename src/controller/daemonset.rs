@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::Context;
 use super::pods::{self, Expectations, controlled_by, is_available, is_ready};
 use crate::api::scheduling::{RequiredNodeAffinity, untolerated_taint};
+use crate::backoff::Backoff;
 use crate::events::Recorder;
 use crate::informer::{Change, Informer, ObjectKey};
 use crate::workqueue::{WorkQueue, run_workers};
@@ -35,8 +36,10 @@ const REVISION_HASH: &str = "controller-revision-hash";
 /// The deprecated label holding the DaemonSet generation a pod was made from (upstream still sets it).
 const TEMPLATE_GENERATION: &str = "pod-template-generation";
 /// A failed daemon pod is replaced after 1 s, doubling per failure on the same node up to 15 min.
-const FAILED_POD_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_FAILED_POD_BACKOFF: Duration = Duration::from_secs(900);
+const FAILED_POD_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(900),
+};
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -359,7 +362,7 @@ impl DaemonSetController {
         let entry = failures.entry((key.clone(), node.to_string()));
         let (count, last) = entry.or_insert((0, Instant::now()));
         if *count > 0 {
-            let delay = pods::backoff_after(FAILED_POD_BACKOFF, MAX_FAILED_POD_BACKOFF, *count);
+            let delay = FAILED_POD_BACKOFF.after(*count);
             let left = delay.saturating_sub(last.elapsed());
             if !left.is_zero() {
                 return Some(left);

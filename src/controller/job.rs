@@ -32,10 +32,11 @@ use crate::workqueue::{WorkQueue, run_workers};
 
 /// The finalizer that keeps a Job's finished pods until they are counted.
 const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
-/// The first wait before replacing a failed pod; it doubles with each further failure.
-const POD_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
-/// The longest wait before replacing a failed pod.
-const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(600);
+/// The wait before replacing a failed pod: 10 s, doubling with each further failure up to 10 min.
+const POD_FAILURE_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
+    initial: Duration::from_secs(10),
+    max: Duration::from_secs(600),
+};
 /// Upstream's cap on pods created or deleted in one sync.
 const MAX_POD_CHANGES_PER_SYNC: usize = 500;
 
@@ -61,7 +62,7 @@ struct Backoff {
 impl Backoff {
     /// How much longer to wait before creating pods: 10 s doubling per failure, up to 10 min.
     fn remaining(&self) -> Duration {
-        let delay = pods::backoff_after(POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF, self.failures);
+        let delay = POD_FAILURE_BACKOFF.after(self.failures);
         delay.saturating_sub(self.last_failure.elapsed())
     }
 }
@@ -560,9 +561,9 @@ mod tests {
             }
             .remaining()
         };
-        assert!(at(1) <= POD_FAILURE_BACKOFF && at(1) > Duration::from_secs(9));
+        assert!(at(1) <= POD_FAILURE_BACKOFF.initial && at(1) > Duration::from_secs(9));
         assert!(at(3) > Duration::from_secs(39));
-        assert!(at(30) <= MAX_POD_FAILURE_BACKOFF);
+        assert!(at(30) <= POD_FAILURE_BACKOFF.max);
     }
 
     #[test]

@@ -358,14 +358,6 @@ fn unchanged_then<K: Resource>(obj: &K, op: serde_json::Value) -> Patch<serde_js
     Patch::Json(serde_json::from_value(patch).unwrap_or_default())
 }
 
-/// How long to wait before replacing a pod after `failures` failures: `initial`, doubling with
-/// each further failure, at most `max` (the Job and DaemonSet controllers' back-off).
-pub(crate) fn backoff_after(initial: Duration, max: Duration, failures: u32) -> Duration {
-    initial
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(max)
-}
-
 /// Runs `count` calls of `call` in batches of 1, 2, 4, ... (starting at `initial`), stopping
 /// after the first batch with a failure, so that a broken template costs one call, not
 /// hundreds (upstream's `slowStartBatch`). Returns how many succeeded and the first error.
@@ -463,13 +455,6 @@ mod tests {
         );
         let done = pod(json!({"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}}));
         assert!(!is_active(&done) && !is_ready(&done));
-    }
-
-    #[test]
-    fn backoff_doubles_per_failure_up_to_its_cap() {
-        let after = |failures| backoff_after(Duration::from_secs(1), Duration::from_secs(10), failures);
-        let secs: Vec<u64> = [0, 1, 2, 3, 4, 5, 40].map(|n| after(n).as_secs()).into();
-        assert_eq!(secs, [1, 1, 2, 4, 8, 10, 10]);
     }
 
     #[tokio::test]

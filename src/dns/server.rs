@@ -60,34 +60,18 @@ pub(super) async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, shutdown
 /// Serves TCP connections on `listener` until `shutdown`, then waits for them to close.
 pub(super) async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-    let tasks = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let connection = |stream| {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!("too many TCP connections; closing a new one");
-            continue;
+            return None;
         };
-        let (handler, shutdown) = (handler.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        let handler = handler.clone();
+        Some(async move {
             let _permit = permit;
-            tokio::select! {
-                _ = serve_connection(stream, &handler) => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
+            serve_connection(stream, &handler).await;
+        })
+    };
+    crate::http_serve::accept(listener, connection, shutdown).await;
 }
 
 /// Answers queries on one connection, in order, until the client closes it, it goes idle, or

@@ -138,7 +138,15 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
+    /// The next uid the PLEG announces; fails when none comes within a few relist periods.
+    async fn announced(changed: &mut mpsc::Receiver<String>) -> String {
+        let next = tokio::time::timeout(RELIST_PERIOD * 3, changed.recv()).await;
+        next.expect("an announcement").expect("the PLEG is running")
+    }
+
+    // The paused clock moves only when every task waits on a timer (or the test advances it), so
+    // whether a reader waited for the periodic relist does not depend on the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn readers_get_state_newer_than_they_ask_for_and_changes_are_announced() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Arc::new(Fake::with_images(&["pause", "app"]));
@@ -147,6 +155,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(pleg.clone().run(tx, shutdown.clone()));
 
+        // A stopped clock would let the placeholder of `new`, and below the relist before the
+        // change, count as newer: step it, as real time passes between them.
+        let step = || tokio::time::advance(Duration::from_millis(1));
+        step().await;
         let before = pleg.observed("u1", Instant::now()).await.unwrap();
         assert_eq!(before, Observed::default(), "nothing runs yet");
         let ctx = SyncContext::for_test(dir.path());
@@ -154,19 +166,18 @@ mod tests {
             .await
             .unwrap();
         assert!(synced.changed);
+        step().await;
 
-        // Asking for state newer than the change relists at once, well before the period ends.
+        // Asking for state newer than the change relists at once: no timer, the periodic
+        // relist's included, had to fire, so the clock did not move.
         let asked = Instant::now();
-        let after = pleg.observed("u1", asked).await.unwrap();
-        assert!(asked.elapsed() < RELIST_PERIOD / 2, "took {:?}", asked.elapsed());
+        let after = tokio::time::timeout(RELIST_PERIOD * 3, pleg.observed("u1", asked))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(asked.elapsed(), Duration::ZERO, "waited for the periodic relist");
         assert_eq!((after.sandboxes.len(), after.containers.len()), (1, 1));
-        assert_eq!(
-            tokio::time::timeout(RELIST_PERIOD * 3, changed.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-            "u1"
-        );
+        assert_eq!(announced(&mut changed).await, "u1");
 
         // A reader content with the latest state costs no list call.
         let lists = || fake.calls().iter().filter(|c| c.starts_with("list_containers")).count();
@@ -176,13 +187,7 @@ mod tests {
 
         // A container that exits is announced by the periodic relist alone.
         fake.exit_container(&after.containers[0].id, 1);
-        assert_eq!(
-            tokio::time::timeout(RELIST_PERIOD * 3, changed.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-            "u1"
-        );
+        assert_eq!(announced(&mut changed).await, "u1");
         shutdown.cancel();
         task.await.unwrap();
     }

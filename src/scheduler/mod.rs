@@ -31,7 +31,7 @@ use crate::informer::Factory;
 use crate::leaderelection::LeaderElectionArgs;
 use cache::Cache;
 use framework::Events;
-use queue::{Backoff, Failure, QueuedPod, SchedulingQueue};
+use queue::{Failure, POD_BACKOFF, QueuedPod, SchedulingQueue};
 use schedule_one::{Algorithm, ScheduleError};
 use types::PodInfo;
 
@@ -88,7 +88,7 @@ async fn lead(client: kube::Client, args: Args, token: CancellationToken) {
     let scheduler = Arc::new(Scheduler {
         client,
         cache: Mutex::default(),
-        queue: SchedulingQueue::new(Backoff::default(), token.clone()),
+        queue: SchedulingQueue::new(POD_BACKOFF, token.clone()),
         recorder,
         bindings: Arc::new(Semaphore::new(MAX_BINDINGS_IN_FLIGHT)),
         tasks: tasks.clone(),

@@ -20,31 +20,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::framework::Events;
+use crate::backoff::Backoff;
 
-/// How long failed pods wait: the first back-off, doubling per attempt up to the longest
-/// (upstream's `podInitialBackoffSeconds` and `podMaxBackoffSeconds`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub(crate) initial: Duration,
-    pub(crate) max: Duration,
-}
+/// How long failed pods wait: 1 s, doubling per attempt up to 10 s (upstream's
+/// `podInitialBackoffSeconds` and `podMaxBackoffSeconds`).
+pub(crate) const POD_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(10),
+};
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    fn after(&self, attempts: u32) -> Duration {
-        self.initial
-            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
-            .min(self.max)
-    }
-}
 /// The longest a pod waits among the unschedulable pods before it is tried again anyway.
 const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
 /// How often unschedulable pods are checked against [`MAX_UNSCHEDULABLE`].
@@ -411,12 +395,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_to_ten_seconds() {
-        let backoff = Backoff::default();
-        assert_eq!(backoff.after(1), Duration::from_secs(1));
-        assert_eq!(backoff.after(2), Duration::from_secs(2));
-        assert_eq!(backoff.after(4), Duration::from_secs(8));
-        assert_eq!(backoff.after(5), Duration::from_secs(10));
-        assert_eq!(backoff.after(50), Duration::from_secs(10));
+        assert_eq!(POD_BACKOFF.after(1), Duration::from_secs(1));
+        assert_eq!(POD_BACKOFF.after(2), Duration::from_secs(2));
+        assert_eq!(POD_BACKOFF.after(4), Duration::from_secs(8));
+        assert_eq!(POD_BACKOFF.after(5), Duration::from_secs(10));
+        assert_eq!(POD_BACKOFF.after(50), Duration::from_secs(10));
     }
 
     #[tokio::test]

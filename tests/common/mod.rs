@@ -127,6 +127,23 @@ pub async fn register_node(client: &Client, name: &str, cpu: &str, memory: &str,
         .unwrap();
 }
 
+/// The events in `namespace` whose reason is `reason`.
+pub async fn events_by_reason(
+    client: &Client,
+    namespace: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    use kube::api::{Api, ListParams};
+    let list = Api::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|e: &k8s_openapi::api::core::v1::Event| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
 /// Sets a pod's phase and Ready condition through the status subresource, as its kubelet would.
 pub async fn mark_pod(client: &Client, namespace: &str, name: &str, phase: &str, ready: bool) {
     use k8s_openapi::api::core::v1::Pod;

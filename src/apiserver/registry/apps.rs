@@ -14,59 +14,32 @@ use serde_json::Value;
 
 use super::strategy::Strategy;
 use crate::api::pod::{default_pod_spec, validate_pod_spec};
+use crate::api::selector;
 use crate::api::validation::FieldError;
 use crate::apiserver::printers::{self, Column};
 
-/// Whether a structured selector selects `labels`, for validating templates.
-pub(crate) fn selector_matches(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let label_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    label_ok && exprs_ok
-}
-
-fn is_empty_selector(selector: &LabelSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-}
-
-/// The checks every workload shares: selector present and matching the template, a valid pod
-/// template, and non-negative replicas.
-fn validate_workload(
-    selector: Option<&LabelSelector>,
-    template: &PodTemplateSpec,
-    replicas: Option<i32>,
-) -> Vec<FieldError> {
+/// The checks every workload shares: a valid selector, present and matching the template, a
+/// valid pod template, and non-negative replicas.
+fn validate_workload(selector: &LabelSelector, template: &PodTemplateSpec, replicas: Option<i32>) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    match selector {
-        Some(sel) if !is_empty_selector(sel) => {
-            if !selector_matches(sel, &labels) {
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
+    match selector::LabelSelector::try_from(selector) {
+        Ok(sel) if sel.is_empty() => errs.push(FieldError::required("spec.selector")),
+        Ok(sel) => {
+            if !sel.matches(labels) {
                 errs.push(FieldError::invalid(
                     "spec.template.metadata.labels",
-                    printers::format_labels(Some(&labels)),
+                    printers::format_labels(labels),
                     "`selector` does not match template `labels`",
                 ));
             }
         }
-        _ => errs.push(FieldError::required("spec.selector")),
+        // As upstream's `LabelSelectorAsSelector` check.
+        Err(err) => errs.push(FieldError::invalid(
+            "spec.selector",
+            format_selector(selector),
+            format!("invalid label selector: {err}"),
+        )),
     }
     match &template.spec {
         Some(pod) => errs.extend(validate_pod_spec(pod, "spec.template.spec")),
@@ -83,12 +56,11 @@ fn validate_workload(
 }
 
 fn immutable_selector(new: &LabelSelector, old: &LabelSelector) -> Option<FieldError> {
-    (new != old).then(|| {
-        FieldError::immutable(
-            "spec.selector",
-            printers::format_label_selector(&serde_json::to_value(new).unwrap_or_default(), ""),
-        )
-    })
+    (new != old).then(|| FieldError::immutable("spec.selector", format_selector(new)))
+}
+
+fn format_selector(selector: &LabelSelector) -> String {
+    printers::format_label_selector(&serde_json::to_value(selector).unwrap_or_default(), "")
 }
 
 fn default_template(template: &mut PodTemplateSpec) {
@@ -127,7 +99,7 @@ impl Strategy for DeploymentStrategy {
     }
 
     fn validate(&self, d: &Deployment) -> Vec<FieldError> {
-        validate_workload(Some(&d.spec.selector), &d.spec.template, d.spec.replicas)
+        validate_workload(&d.spec.selector, &d.spec.template, d.spec.replicas)
     }
 
     fn validate_update(&self, new: &Deployment, old: &Deployment) -> Vec<FieldError> {
@@ -162,7 +134,7 @@ impl Strategy for ReplicaSetStrategy {
 
     fn validate(&self, rs: &ReplicaSet) -> Vec<FieldError> {
         match &rs.spec.template {
-            Some(t) => validate_workload(Some(&rs.spec.selector), t, rs.spec.replicas),
+            Some(t) => validate_workload(&rs.spec.selector, t, rs.spec.replicas),
             None => vec![FieldError::required("spec.template")],
         }
     }
@@ -206,7 +178,7 @@ impl Strategy for DaemonSetStrategy {
     }
 
     fn validate(&self, ds: &DaemonSet) -> Vec<FieldError> {
-        validate_workload(Some(&ds.spec.selector), &ds.spec.template, None)
+        validate_workload(&ds.spec.selector, &ds.spec.template, None)
     }
 
     fn validate_update(&self, new: &DaemonSet, old: &DaemonSet) -> Vec<FieldError> {
@@ -250,7 +222,7 @@ impl Strategy for StatefulSetStrategy {
     }
 
     fn validate(&self, s: &StatefulSet) -> Vec<FieldError> {
-        validate_workload(Some(&s.spec.selector), &s.spec.template, s.spec.replicas)
+        validate_workload(&s.spec.selector, &s.spec.template, s.spec.replicas)
     }
 
     fn validate_update(&self, new: &StatefulSet, old: &StatefulSet) -> Vec<FieldError> {
@@ -312,11 +284,26 @@ mod tests {
     }
 
     #[test]
-    fn selectors_match_expressions() {
-        let sel: LabelSelector =
-            serde_json::from_value(json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}))
-                .unwrap();
-        assert!(selector_matches(&sel, &[("tier".to_string(), "a".to_string())].into()));
-        assert!(!selector_matches(&sel, &[("tier".to_string(), "b".to_string())].into()));
+    fn selectors_must_be_valid_and_match_the_template() {
+        let with_selector = |selector: Value| {
+            deployment(json!({"metadata": {"name": "d"}, "spec": {"selector": selector,
+                "template": {"metadata": {"labels": {"tier": "a"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+        };
+        let fields = |selector: Value| -> Vec<String> {
+            DeploymentStrategy
+                .validate(&with_selector(selector))
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        let tier_in =
+            |values: Value| json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": values}]});
+        assert!(fields(tier_in(json!(["a"]))).is_empty());
+        assert_eq!(fields(tier_in(json!(["b"]))), ["spec.template.metadata.labels"]);
+        assert_eq!(fields(json!({})), ["spec.selector"]);
+        assert_eq!(
+            fields(json!({"matchExpressions": [{"key": "tier", "operator": "Near", "values": ["a"]}]})),
+            ["spec.selector"]
+        );
     }
 }
