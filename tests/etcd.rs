@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Etcd, EtcdTlsFiles, TestServer, flags, register_node, start_with, wait_for};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,93 @@ async fn a_watch_from_a_compacted_revision_gets_410_expired_and_a_fresh_one_work
         Some(WatchEvent::Added(cm)) => assert_eq!(cm.name_any(), "new"),
         other => panic!("expected ADDED new, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn list_pages_are_read_at_the_first_pages_revision_until_it_is_compacted() {
+    let etcd = Etcd::start().await;
+    let server = on_etcd(&etcd, &[]).await;
+    namespace(&server.client, "pages").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "pages");
+    for i in 0..9 {
+        cms.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
+            .await
+            .unwrap();
+    }
+    let names = |list: &ObjectList<ConfigMap>| list.items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+    let next = |list: &ObjectList<ConfigMap>| {
+        let token = list.metadata.continue_.clone().expect("a continue token");
+        ListParams::default().limit(3).continue_token(&token)
+    };
+
+    let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(names(&first), ["cm-0", "cm-1", "cm-2"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(6));
+    let revision = first.metadata.resource_version.clone();
+
+    // Between pages, objects of the next ones go, appear and change: the pages still show the
+    // list as it was at the first page.
+    cms.delete("cm-4", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("cm-3a")).await.unwrap();
+    cms.patch(
+        "cm-5",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"key": "changed"}})),
+    )
+    .await
+    .unwrap();
+    let second = cms.list(&next(&first)).await.unwrap();
+    assert_eq!(names(&second), ["cm-3", "cm-4", "cm-5"]);
+    assert_eq!(second.items[2].data.as_ref().unwrap()["key"], "value");
+    assert_eq!(second.metadata.resource_version, revision);
+    assert_eq!(second.metadata.remaining_item_count, Some(3));
+
+    cms.delete("cm-7", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("cm-9")).await.unwrap();
+    let third = cms.list(&next(&second)).await.unwrap();
+    assert_eq!(names(&third), ["cm-6", "cm-7", "cm-8"]);
+    assert_eq!(third.metadata.continue_.as_deref().unwrap_or_default(), "");
+    assert_eq!(third.metadata.resource_version, revision);
+
+    let now = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        names(&now),
+        ["cm-0", "cm-1", "cm-2", "cm-3", "cm-3a", "cm-5", "cm-6", "cm-8", "cm-9"]
+    );
+
+    // Once etcd has compacted the first page's revision, continuing is 410 Expired, and the
+    // Status carries a token that goes on at the newest revision instead.
+    let mut etcd_client = raw(&etcd).await;
+    let newest = etcd_client
+        .get("compact", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    etcd_client.compact(newest, None).await.unwrap();
+    let err = cms.list(&next(&first)).await.unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("not a Status: {err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"), "{status:?}");
+    assert!(
+        status
+            .message
+            .starts_with("The provided continue parameter is too old to display a consistent list result."),
+        "{}",
+        status.message
+    );
+    let inconsistent = status
+        .metadata
+        .and_then(|m| m.continue_)
+        .expect("a token in the Status");
+    let rest = cms
+        .list(&ListParams::default().limit(3).continue_token(&inconsistent))
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["cm-3", "cm-3a", "cm-5"]);
+    assert_eq!(rest.items[2].data.as_ref().unwrap()["key"], "changed");
 }
 
 /// The revision a list of `api` is read at: where a watch that follows it starts.
