@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Etcd, EtcdTlsFiles, TestServer, flags, register_node, start_with, wait_for};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -464,6 +464,86 @@ async fn two_apiservers_on_one_etcd_see_one_history() {
         events_a.len(),
         1 + 1 + 80 + 80,
         "counter created, patched, 80 increments, 80 objects"
+    );
+}
+
+fn service(name: &str, node_ports: usize) -> Service {
+    let ports: Vec<_> = (0..node_ports.max(1))
+        .map(|i| json!({"name": format!("p{i}"), "port": 80 + i}))
+        .collect();
+    let kind = if node_ports > 0 { "NodePort" } else { "ClusterIP" };
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"type": kind, "ports": ports}})).unwrap()
+}
+
+fn cluster_ip(svc: &Service) -> String {
+    svc.spec.as_ref().unwrap().cluster_ip.clone().unwrap()
+}
+
+fn node_ports(svc: &Service) -> Vec<i32> {
+    let ports = svc.spec.as_ref().unwrap().ports.as_ref().unwrap();
+    ports.iter().filter_map(|p| p.node_port).collect()
+}
+
+fn is_invalid(result: Result<Service, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422 && s.reason == "Invalid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apiservers_on_one_etcd_never_hand_out_a_cluster_ip_or_node_port_twice() {
+    let etcd = Etcd::start().await;
+    let a = on_etcd(&etcd, &[]).await;
+    let b = on_etcd(&etcd, &[]).await;
+    namespace(&a.client, "alloc").await;
+    let on_a: Api<Service> = Api::namespaced(a.client.clone(), "alloc");
+    let on_b: Api<Service> = Api::namespaced(b.client.clone(), "alloc");
+
+    // 30 Services through each at once; every third asks for two node ports.
+    let creates = (0..60).map(|i| {
+        let api = if i % 2 == 0 { on_a.clone() } else { on_b.clone() };
+        async move {
+            let node_ports = if i % 3 == 0 { 2 } else { 0 };
+            api.create(&PostParams::default(), &service(&format!("s-{i}"), node_ports))
+                .await
+                .unwrap()
+        }
+    });
+    let created = futures::future::join_all(creates).await;
+    let ips: BTreeSet<String> = created.iter().map(cluster_ip).collect();
+    assert_eq!(ips.len(), 60, "a ClusterIP was handed out twice");
+    let ports: Vec<i32> = created.iter().flat_map(node_ports).collect();
+    assert_eq!(ports.len(), 40);
+    assert_eq!(
+        ports.iter().collect::<BTreeSet<_>>().len(),
+        40,
+        "a node port was handed out twice: {ports:?}"
+    );
+
+    // A ClusterIP and a node port named through A are taken for B, until A's Service goes.
+    let free_ip = (1..255)
+        .map(|n| format!("10.0.0.{n}"))
+        .find(|ip| !ips.contains(ip))
+        .unwrap();
+    let free_port = (30000..).find(|p| !ports.contains(p)).unwrap();
+    let mut fixed = service("fixed", 1);
+    let spec = fixed.spec.as_mut().unwrap();
+    spec.cluster_ip = Some(free_ip.clone());
+    spec.ports.as_mut().unwrap()[0].node_port = Some(free_port);
+    on_a.create(&PostParams::default(), &fixed).await.unwrap();
+    let mut same_ip = service("same-ip", 0);
+    same_ip.spec.as_mut().unwrap().cluster_ip = Some(free_ip.clone());
+    assert!(is_invalid(on_b.create(&PostParams::default(), &same_ip).await));
+    let mut same_port = service("same-port", 1);
+    same_port.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(free_port);
+    assert!(is_invalid(on_b.create(&PostParams::default(), &same_port).await));
+
+    on_a.delete("fixed", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        cluster_ip(&on_b.create(&PostParams::default(), &same_ip).await.unwrap()),
+        free_ip
+    );
+    assert_eq!(
+        node_ports(&on_b.create(&PostParams::default(), &same_port).await.unwrap()),
+        [free_port]
     );
 }
 

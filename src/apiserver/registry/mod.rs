@@ -341,16 +341,16 @@ impl<S: Strategy> Registry<S> {
             return Err(self.invalid(&name, errs));
         }
         self.check_namespace(ns, &name).await?;
-        self.strategy.allocate(&mut obj, None)?;
+        self.strategy.allocate(&mut obj, None).await?;
         let value = self.encode(&obj)?;
         if dry_run {
-            self.strategy.release(&obj);
+            self.strategy.release(&obj).await;
             return Ok(value);
         }
         match self.store.create(&self.key(ns, &name), value).await {
             Ok(kv) => Ok(kv.value),
             Err(e) => {
-                self.strategy.release(&obj);
+                self.strategy.release(&obj).await;
                 Err(self.storage_error(e, &name))
             }
         }
@@ -416,7 +416,7 @@ impl<S: Strategy> Registry<S> {
         if !errs.is_empty() {
             return Err(self.invalid(&name, errs));
         }
-        self.strategy.allocate(&mut new, Some(&old))?;
+        self.strategy.allocate(&mut new, Some(&old)).await?;
         let outcome = self
             .store_update(
                 current,
@@ -428,8 +428,8 @@ impl<S: Strategy> Registry<S> {
             )
             .await;
         match &outcome {
-            Ok(Some(_)) if !dry_run => self.strategy.release_unused(&new, &old),
-            _ => self.strategy.release_unused(&old, &new),
+            Ok(Some(_)) if !dry_run => self.strategy.release_unused(&new, &old).await,
+            _ => self.strategy.release_unused(&old, &new).await,
         }
         outcome
     }
@@ -478,7 +478,7 @@ impl<S: Strategy> Registry<S> {
         match written {
             Ok(kv) => {
                 if finished {
-                    self.strategy.release(new);
+                    self.strategy.release(new).await;
                 }
                 Ok(Some(kv.value))
             }
@@ -548,7 +548,7 @@ impl<S: Strategy> Registry<S> {
         match self.store.delete(&current.key, Some(current.mod_revision)).await {
             Ok(kv) => {
                 if let Ok(obj) = self.decode_stored(current) {
-                    self.strategy.release(&obj);
+                    self.strategy.release(&obj).await;
                 }
                 Ok(Some(kv))
             }
@@ -1190,20 +1190,19 @@ pub(crate) struct Settings {
     pub(crate) pod_tolerations: core::DefaultTolerations,
 }
 
-/// Builds the registry of every resource in the table, in table order. Reads the stored
-/// Services so their addresses and ports stay allocated.
-pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result<Vec<Arc<dyn Rest>>, storage::Error> {
+/// Builds the registry of every resource in the table, in table order, and the ranges Services
+/// allocate from, repaired once against the stored Services (see `ServiceRanges::repair`).
+pub(crate) async fn install(
+    store: Arc<dyn Store>,
+    settings: Settings,
+) -> Result<(Vec<Arc<dyn Rest>>, Arc<core::ServiceRanges>), storage::Error> {
     use crate::api::resources::RESOURCES;
-    let (stored, _) = store.list("/registry/services/").await?;
-    let services: Vec<k8s_openapi::api::core::v1::Service> = stored
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
-    let mut service_strategy = Some(core::ServiceStrategy::new(
+    let ranges = Arc::new(core::ServiceRanges::new(
         settings.cluster_ips,
         settings.node_ports,
-        &services,
+        store.clone(),
     ));
+    ranges.repair().await?;
     let mut out: Vec<Arc<dyn Rest>> = Vec::new();
     for info in RESOURCES {
         fn make<S: Strategy>(info: &'static ResourceInfo, s: S, store: &Arc<dyn Store>) -> Arc<dyn Rest> {
@@ -1213,10 +1212,7 @@ pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result
             ("", "namespaces") => make(info, core::NamespaceStrategy, &store),
             ("", "pods") => make(info, core::PodStrategy(settings.pod_tolerations), &store),
             ("", "nodes") => make(info, core::NodeStrategy, &store),
-            ("", "services") => match service_strategy.take() {
-                Some(s) => make(info, s, &store),
-                None => continue,
-            },
+            ("", "services") => make(info, core::ServiceStrategy::new(info, ranges.clone()), &store),
             ("", "endpoints") => make(info, core::EndpointsStrategy, &store),
             ("", "configmaps") => make(info, core::ConfigMapStrategy, &store),
             ("", "secrets") => make(info, core::SecretStrategy, &store),
@@ -1234,7 +1230,7 @@ pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result
         };
         out.push(rest);
     }
-    Ok(out)
+    Ok((out, ranges))
 }
 
 /// The registry of `group`/`plural` among `registries`.
