@@ -2,7 +2,9 @@
 //!
 //! Plays the part etcd plays upstream, in-process, in the way k3s's kine replaces etcd with a
 //! database: one file under `--data-dir`, no extra process. Reads are served from memory; the
-//! in-memory map and a bounded history of recent events are also the watch cache.
+//! in-memory map and a bounded history of recent events are also the watch cache. A list page
+//! at an older revision (a paginated list's later pages) is the map with that history undone;
+//! older than the history, it is `Expired`, as a compacted revision is in etcd.
 //!
 //! Writes go to one writer thread that takes every request waiting in its queue, checks each
 //! against the current state, writes the batch in one redb transaction and fsyncs once (group

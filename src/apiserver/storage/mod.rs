@@ -10,7 +10,8 @@
 //! swaps that root for `--etcd-prefix`.
 //!
 //! The embedded store (`embedded.rs`) is the default; the etcd store (`etcd/`) serves the same
-//! trait from an etcd v3 cluster. Both serve watches from a watch cache (`cache.rs`).
+//! trait from an etcd v3 cluster. Both serve watches from a watch cache (`cache.rs`), and both
+//! serve a list a page at a time at the revision of its first page (`Store::list_page`).
 
 pub(crate) mod cache;
 pub(crate) mod embedded;
