@@ -115,18 +115,30 @@ async fn lists_paginate_and_filter_by_labels(server: TestServer) {
         }
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
-    let mut names = Vec::new();
-    let mut params = ListParams::default().limit(3);
-    loop {
-        let page = cms.list(&params).await.unwrap();
-        assert!(page.items.len() <= 3);
-        names.extend(page.items.iter().map(|c| c.name_any()));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => break,
+    let pages = |mut params: ListParams| {
+        let cms = cms.clone();
+        async move {
+            let mut pages = Vec::new();
+            loop {
+                let page = cms.list(&params).await.unwrap();
+                pages.push(page.items.iter().map(|c| c.name_any()).collect::<Vec<_>>());
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => return pages,
+                }
+            }
         }
-    }
-    assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+    };
+    let names = |numbers: &[usize]| numbers.iter().map(|i| format!("cm-{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        pages(ListParams::default().limit(3)).await,
+        [names(&[0, 1, 2]), names(&[3, 4, 5]), names(&[6])]
+    );
+    // A page holds `limit` matching objects, however many others lie between them.
+    assert_eq!(
+        pages(ListParams::default().labels("even=yes").limit(2)).await,
+        [names(&[0, 2]), names(&[4, 6])]
+    );
     let even = cms.list(&ListParams::default().labels("even=yes")).await.unwrap();
     assert_eq!(even.items.len(), 4);
     let odd = cms.list(&ListParams::default().labels("!even")).await.unwrap();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{Etcd, EtcdTlsFiles, TestServer, events_by_reason, flags, register_node, start_with, wait_for};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,93 @@ async fn a_watch_from_a_compacted_revision_gets_410_expired_and_a_fresh_one_work
         Some(WatchEvent::Added(cm)) => assert_eq!(cm.name_any(), "new"),
         other => panic!("expected ADDED new, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn list_pages_are_read_at_the_first_pages_revision_until_it_is_compacted() {
+    let etcd = Etcd::start().await;
+    let server = on_etcd(&etcd, &[]).await;
+    namespace(&server.client, "pages").await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client.clone(), "pages");
+    for i in 0..9 {
+        cms.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
+            .await
+            .unwrap();
+    }
+    let names = |list: &ObjectList<ConfigMap>| list.items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+    let next = |list: &ObjectList<ConfigMap>| {
+        let token = list.metadata.continue_.clone().expect("a continue token");
+        ListParams::default().limit(3).continue_token(&token)
+    };
+
+    let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(names(&first), ["cm-0", "cm-1", "cm-2"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(6));
+    let revision = first.metadata.resource_version.clone();
+
+    // Between pages, objects of the next ones go, appear and change: the pages still show the
+    // list as it was at the first page.
+    cms.delete("cm-4", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("cm-3a")).await.unwrap();
+    cms.patch(
+        "cm-5",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"key": "changed"}})),
+    )
+    .await
+    .unwrap();
+    let second = cms.list(&next(&first)).await.unwrap();
+    assert_eq!(names(&second), ["cm-3", "cm-4", "cm-5"]);
+    assert_eq!(second.items[2].data.as_ref().unwrap()["key"], "value");
+    assert_eq!(second.metadata.resource_version, revision);
+    assert_eq!(second.metadata.remaining_item_count, Some(3));
+
+    cms.delete("cm-7", &DeleteParams::default()).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("cm-9")).await.unwrap();
+    let third = cms.list(&next(&second)).await.unwrap();
+    assert_eq!(names(&third), ["cm-6", "cm-7", "cm-8"]);
+    assert_eq!(third.metadata.continue_.as_deref().unwrap_or_default(), "");
+    assert_eq!(third.metadata.resource_version, revision);
+
+    let now = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        names(&now),
+        ["cm-0", "cm-1", "cm-2", "cm-3", "cm-3a", "cm-5", "cm-6", "cm-8", "cm-9"]
+    );
+
+    // Once etcd has compacted the first page's revision, continuing is 410 Expired, and the
+    // Status carries a token that goes on at the newest revision instead.
+    let mut etcd_client = raw(&etcd).await;
+    let newest = etcd_client
+        .get("compact", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    etcd_client.compact(newest, None).await.unwrap();
+    let err = cms.list(&next(&first)).await.unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("not a Status: {err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"), "{status:?}");
+    assert!(
+        status
+            .message
+            .starts_with("The provided continue parameter is too old to display a consistent list result."),
+        "{}",
+        status.message
+    );
+    let inconsistent = status
+        .metadata
+        .and_then(|m| m.continue_)
+        .expect("a token in the Status");
+    let rest = cms
+        .list(&ListParams::default().limit(3).continue_token(&inconsistent))
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["cm-3", "cm-3a", "cm-5"]);
+    assert_eq!(rest.items[2].data.as_ref().unwrap()["key"], "changed");
 }
 
 /// The revision a list of `api` is read at: where a watch that follows it starts.
@@ -377,6 +464,86 @@ async fn two_apiservers_on_one_etcd_see_one_history() {
         events_a.len(),
         1 + 1 + 80 + 80,
         "counter created, patched, 80 increments, 80 objects"
+    );
+}
+
+fn service(name: &str, node_ports: usize) -> Service {
+    let ports: Vec<_> = (0..node_ports.max(1))
+        .map(|i| json!({"name": format!("p{i}"), "port": 80 + i}))
+        .collect();
+    let kind = if node_ports > 0 { "NodePort" } else { "ClusterIP" };
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"type": kind, "ports": ports}})).unwrap()
+}
+
+fn cluster_ip(svc: &Service) -> String {
+    svc.spec.as_ref().unwrap().cluster_ip.clone().unwrap()
+}
+
+fn node_ports(svc: &Service) -> Vec<i32> {
+    let ports = svc.spec.as_ref().unwrap().ports.as_ref().unwrap();
+    ports.iter().filter_map(|p| p.node_port).collect()
+}
+
+fn is_invalid(result: Result<Service, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422 && s.reason == "Invalid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apiservers_on_one_etcd_never_hand_out_a_cluster_ip_or_node_port_twice() {
+    let etcd = Etcd::start().await;
+    let a = on_etcd(&etcd, &[]).await;
+    let b = on_etcd(&etcd, &[]).await;
+    namespace(&a.client, "alloc").await;
+    let on_a: Api<Service> = Api::namespaced(a.client.clone(), "alloc");
+    let on_b: Api<Service> = Api::namespaced(b.client.clone(), "alloc");
+
+    // 30 Services through each at once; every third asks for two node ports.
+    let creates = (0..60).map(|i| {
+        let api = if i % 2 == 0 { on_a.clone() } else { on_b.clone() };
+        async move {
+            let node_ports = if i % 3 == 0 { 2 } else { 0 };
+            api.create(&PostParams::default(), &service(&format!("s-{i}"), node_ports))
+                .await
+                .unwrap()
+        }
+    });
+    let created = futures::future::join_all(creates).await;
+    let ips: BTreeSet<String> = created.iter().map(cluster_ip).collect();
+    assert_eq!(ips.len(), 60, "a ClusterIP was handed out twice");
+    let ports: Vec<i32> = created.iter().flat_map(node_ports).collect();
+    assert_eq!(ports.len(), 40);
+    assert_eq!(
+        ports.iter().collect::<BTreeSet<_>>().len(),
+        40,
+        "a node port was handed out twice: {ports:?}"
+    );
+
+    // A ClusterIP and a node port named through A are taken for B, until A's Service goes.
+    let free_ip = (1..255)
+        .map(|n| format!("10.0.0.{n}"))
+        .find(|ip| !ips.contains(ip))
+        .unwrap();
+    let free_port = (30000..).find(|p| !ports.contains(p)).unwrap();
+    let mut fixed = service("fixed", 1);
+    let spec = fixed.spec.as_mut().unwrap();
+    spec.cluster_ip = Some(free_ip.clone());
+    spec.ports.as_mut().unwrap()[0].node_port = Some(free_port);
+    on_a.create(&PostParams::default(), &fixed).await.unwrap();
+    let mut same_ip = service("same-ip", 0);
+    same_ip.spec.as_mut().unwrap().cluster_ip = Some(free_ip.clone());
+    assert!(is_invalid(on_b.create(&PostParams::default(), &same_ip).await));
+    let mut same_port = service("same-port", 1);
+    same_port.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(free_port);
+    assert!(is_invalid(on_b.create(&PostParams::default(), &same_port).await));
+
+    on_a.delete("fixed", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        cluster_ip(&on_b.create(&PostParams::default(), &same_ip).await.unwrap()),
+        free_ip
+    );
+    assert_eq!(
+        node_ports(&on_b.create(&PostParams::default(), &same_port).await.unwrap()),
+        [free_port]
     );
 }
 

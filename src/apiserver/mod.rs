@@ -226,6 +226,7 @@ impl TryFrom<Args> for Config {
 pub struct ApiServer {
     listener: tokio::net::TcpListener,
     api: Arc<handlers::ApiServer>,
+    service_ranges: Arc<registry::core::ServiceRanges>,
 }
 
 impl ApiServer {
@@ -248,7 +249,7 @@ impl ApiServer {
             node_ports: config.node_ports.clone(),
             pod_tolerations: config.pod_tolerations,
         };
-        let registries = registry::install(store.clone(), settings)
+        let (registries, service_ranges) = registry::install(store.clone(), settings)
             .await
             .map_err(Error::OpenStore)?;
         bootstrap_namespaces(&registries).await?;
@@ -262,6 +263,7 @@ impl ApiServer {
         Ok(Self {
             listener,
             api: Arc::new(api),
+            service_ranges,
         })
     }
 
@@ -270,12 +272,15 @@ impl ApiServer {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains open requests.
+    /// Serves until `shutdown` is cancelled, then drains open requests. Repairs the Service
+    /// IP and node port allocations every few minutes meanwhile.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         tracing::info!(address = %self.local_addr().map_err(Error::Serve)?, "apiserver serving");
-        server::serve(self.listener, self.api, shutdown)
-            .await
-            .map_err(Error::Serve)
+        let (served, ()) = tokio::join!(
+            server::serve(self.listener, self.api, shutdown.clone()),
+            self.service_ranges.run_repair(shutdown),
+        );
+        served.map_err(Error::Serve)
     }
 }
 

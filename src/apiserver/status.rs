@@ -2,7 +2,7 @@
 //! and reason upstream would send (`k8s.io/apimachinery/pkg/api/errors`).
 
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusCause, StatusDetails};
 
 use crate::api::resources::ResourceInfo;
 use crate::api::validation::FieldError;
@@ -57,6 +57,12 @@ pub(crate) enum Error {
     /// 410: the requested resourceVersion is no longer available.
     #[error("{0}")]
     Expired(String),
+    /// 410: a continue token's revision is compacted. Carries a token that goes on at the newest
+    /// revision instead, which upstream's Status holds in `metadata.continue`.
+    #[error(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."
+    )]
+    ContinueExpired(String),
     /// 413: the request body is too large.
     #[error("the request body is too large: limit is {0} bytes")]
     TooLarge(usize),
@@ -129,7 +135,7 @@ impl Error {
             Error::NotFound { .. } | Error::NoRoute => 404,
             Error::MethodNotAllowed => 405,
             Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
-            Error::Expired(_) => 410,
+            Error::Expired(_) | Error::ContinueExpired(_) => 410,
             Error::TooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Invalid { .. } | Error::UnprocessablePatch(_) => 422,
@@ -148,7 +154,7 @@ impl Error {
             Error::MethodNotAllowed => "MethodNotAllowed",
             Error::AlreadyExists { .. } => "AlreadyExists",
             Error::Conflict { .. } => "Conflict",
-            Error::Expired(_) => "Expired",
+            Error::Expired(_) | Error::ContinueExpired(_) => "Expired",
             Error::TooLarge(_) => "RequestEntityTooLarge",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::Invalid { .. } | Error::UnprocessablePatch(_) => "Invalid",
@@ -202,7 +208,13 @@ impl Error {
             reason: Some(self.reason().into()),
             details,
             code: Some(self.code().into()),
-            ..Default::default()
+            metadata: ListMeta {
+                continue_: match self {
+                    Error::ContinueExpired(token) => Some(token.clone()),
+                    _ => None,
+                },
+                ..Default::default()
+            },
         }
     }
 

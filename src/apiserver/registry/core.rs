@@ -2,9 +2,10 @@
 //! workload resources reuse for their templates. Mirrors upstream's `pkg/registry/core/*` and
 //! `pkg/apis/core/v1/defaults.go` / `pkg/apis/core/validation`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod, PodCondition, PodSpec,
@@ -13,13 +14,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
-use super::ipalloc::{Cidr, Pool};
+use super::ipalloc::{AllocError, Cidr, Range};
 use super::strategy::Strategy;
 use crate::api::pod::{default_pod, default_pod_spec, validate_pod_spec};
+use crate::api::resources::ResourceInfo;
 use crate::api::validation::{FieldError, NameRule, validate_labels};
 use crate::apiserver::printers::{self, Column};
 use crate::apiserver::status::Error;
+use crate::apiserver::storage::{self, Store};
 
 /// Namespaces: DNS-1123 label names, `Active` on create, `Terminating` until `spec.finalizers` empty.
 pub(crate) struct NamespaceStrategy;
@@ -277,41 +281,111 @@ impl Strategy for NodeStrategy {
     }
 }
 
+/// The ranges Services take their ClusterIPs and node ports from, kept in the store (see
+/// `ipalloc`). Shared by the Service strategy and the repair the apiserver runs.
+pub(crate) struct ServiceRanges {
+    store: Arc<dyn Store>,
+    cidr: Cidr,
+    ips: Range,
+    node_ports: Range,
+}
+
+/// How often the ranges are repaired, as upstream's repair controllers do.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(180);
+
+impl ServiceRanges {
+    /// The ranges of `cidr` and `node_ports` in `store`. Nothing is read until the first
+    /// `repair`, which must come before the first allocation.
+    pub(crate) fn new(cidr: Cidr, node_ports: std::ops::RangeInclusive<u16>, store: Arc<dyn Store>) -> Self {
+        Self {
+            ips: Range::ips(cidr, store.clone()),
+            node_ports: Range::ports(node_ports, store.clone()),
+            cidr,
+            store,
+        }
+    }
+
+    /// One repair pass over both ranges (see `Range::repair`): what the stored Services hold
+    /// is allocated, what none has held for several passes is freed. The apiserver runs one
+    /// before it serves, so that a new store gets its ranges and an old one is reconciled.
+    pub(crate) async fn repair(&self) -> Result<(), storage::Error> {
+        self.ips.repair(|| self.held(cluster_ips)).await?;
+        self.node_ports.repair(|| self.held(node_ports_of)).await
+    }
+
+    /// What the stored Services hold, by `values`.
+    async fn held(&self, values: impl Fn(&Service) -> Vec<u32>) -> Result<BTreeSet<u32>, storage::Error> {
+        let (stored, _) = self.store.list("/registry/services/").await?;
+        Ok(stored
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Service>(&kv.value).ok())
+            .flat_map(|svc| values(&svc))
+            .collect())
+    }
+
+    /// Repairs every few minutes until `shutdown`; `ApiServer::run` runs it beside serving. A
+    /// failed pass is logged and tried again at the next.
+    pub(crate) async fn run_repair(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REPAIR_INTERVAL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(err) = self.repair().await {
+                tracing::warn!(error = %crate::error_chain(&err), "repairing the Service IP and node port allocations failed");
+            }
+        }
+    }
+}
+
 /// Services: ClusterIP and node port allocation, port defaults and validation.
 pub(crate) struct ServiceStrategy {
-    cidr: Cidr,
-    ips: Arc<Pool>,
-    node_ports: Arc<Pool>,
+    info: &'static ResourceInfo,
+    ranges: Arc<ServiceRanges>,
 }
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 
 impl ServiceStrategy {
-    /// A strategy allocating from `cidr` and `node_ports`, with `existing` Services' allocations
-    /// already taken.
-    pub(crate) fn new(cidr: Cidr, node_ports: std::ops::RangeInclusive<u16>, existing: &[Service]) -> Self {
-        let strategy = Self {
-            cidr,
-            ips: Arc::new(Pool::ips(cidr)),
-            node_ports: Arc::new(Pool::ports(node_ports)),
-        };
-        for svc in existing {
-            for ip in cluster_ips(svc) {
-                strategy.ips.restore(u32::from(ip));
+    /// A strategy for `info` (services) allocating from `ranges`.
+    pub(crate) fn new(info: &'static ResourceInfo, ranges: Arc<ServiceRanges>) -> Self {
+        Self { info, ranges }
+    }
+
+    /// The error for a refused allocation; `field` names the field and value of the refused
+    /// one of the values asked for.
+    fn refused(&self, name: &str, err: AllocError, field: impl Fn(usize) -> (String, String)) -> Error {
+        match (err.index(), err) {
+            (_, AllocError::Storage(e)) => Error::from_storage(e, self.info, name),
+            (Some(index), err) => {
+                let (field, value) = field(index);
+                Error::Invalid {
+                    kind: "Service".into(),
+                    group: String::new(),
+                    name: name.to_string(),
+                    causes: vec![FieldError::invalid(field, value, format!("failed to allocate: {err}"))],
+                }
             }
-            for port in node_ports_of(svc) {
-                strategy.node_ports.restore(port);
+            (None, err) => Error::Internal(err.to_string()),
+        }
+    }
+
+    /// Releases `ips` and `ports`. A failure only leaks them until the repair frees them.
+    async fn give_back(&self, ips: &[u32], ports: &[u32]) {
+        for (range, values) in [(&self.ranges.ips, ips), (&self.ranges.node_ports, ports)] {
+            if let Err(err) = range.release(values).await {
+                tracing::warn!(error = %crate::error_chain(&err), "releasing a Service's allocations failed; the repair frees them");
             }
         }
-        strategy
     }
 }
 
-fn cluster_ips(svc: &Service) -> Vec<Ipv4Addr> {
+fn cluster_ips(svc: &Service) -> Vec<u32> {
     svc.spec
         .as_ref()
         .and_then(|s| s.cluster_ip.as_deref())
-        .and_then(|ip| ip.parse().ok())
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+        .map(u32::from)
         .into_iter()
         .collect()
 }
@@ -438,7 +512,7 @@ impl Strategy for ServiceStrategy {
         }
         if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") {
             match ip.parse::<Ipv4Addr>() {
-                Ok(addr) if self.cidr.contains(addr) => {}
+                Ok(addr) if self.ranges.cidr.contains(addr) => {}
                 _ => errs.push(FieldError::invalid(
                     "spec.clusterIPs[0]",
                     ip,
@@ -465,7 +539,7 @@ impl Strategy for ServiceStrategy {
         errs
     }
 
-    fn allocate(&self, svc: &mut Service, old: Option<&Service>) -> Result<(), Error> {
+    async fn allocate(&self, svc: &mut Service, old: Option<&Service>) -> Result<(), Error> {
         let name = svc.metadata.name.clone().unwrap_or_default();
         let held_ips = old.map(cluster_ips).unwrap_or_default();
         let held_ports = old.map(node_ports_of).unwrap_or_default();
@@ -473,92 +547,79 @@ impl Strategy for ServiceStrategy {
             return Ok(());
         };
         let kind = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
-        let mut taken_ips = Vec::new();
-        let mut taken_ports = Vec::new();
-        let result = (|| {
-            if kind != "ExternalName" {
-                match spec.cluster_ip.as_deref() {
-                    Some("None") => {}
-                    None | Some("") => {
-                        let ip = self
-                            .ips
-                            .allocate_next()
-                            .map_err(|e| ("spec.clusterIPs".to_string(), String::new(), e))?;
-                        taken_ips.push(ip);
-                        spec.cluster_ip = Some(Ipv4Addr::from(ip).to_string());
-                    }
-                    Some(ip) => {
-                        if let Ok(addr) = ip.parse::<Ipv4Addr>()
-                            && !held_ips.contains(&addr)
-                        {
-                            let n = u32::from(addr);
-                            self.ips
-                                .allocate(n)
-                                .map_err(|e| ("spec.clusterIPs[0]".to_string(), ip.to_string(), e))?;
-                            taken_ips.push(n);
-                        }
-                    }
-                }
-                spec.cluster_ips = spec.cluster_ip.clone().map(|ip| vec![ip]);
+        // What to take: `None` for any free value, `Some` for the one the client named. Values
+        // the stored Service already holds are kept, not taken again.
+        let wanted_ip: Vec<Option<u32>> = match spec.cluster_ip.as_deref() {
+            _ if kind == "ExternalName" => vec![],
+            Some("None") => vec![],
+            None | Some("") => vec![None],
+            Some(ip) => ip
+                .parse::<Ipv4Addr>()
+                .map(u32::from)
+                .ok()
+                .filter(|ip| !held_ips.contains(ip))
+                .map(Some)
+                .into_iter()
+                .collect(),
+        };
+        let wanted_ports: Vec<(usize, Option<u32>)> = match &spec.ports {
+            Some(ports) if wants_node_ports(&kind) => ports
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| match p.node_port.filter(|n| *n > 0) {
+                    None => Some((i, None)),
+                    Some(port) if held_ports.contains(&(port as u32)) => None,
+                    Some(port) => Some((i, Some(port as u32))),
+                })
+                .collect(),
+            _ => vec![],
+        };
+        let ips = self.ranges.ips.allocate(&wanted_ip).await.map_err(|err| {
+            self.refused(&name, err, |_| match spec.cluster_ip.as_deref() {
+                Some(ip) if !ip.is_empty() => ("spec.clusterIPs[0]".into(), ip.into()),
+                _ => ("spec.clusterIPs".into(), String::new()),
+            })
+        })?;
+        let ports_asked: Vec<Option<u32>> = wanted_ports.iter().map(|(_, port)| *port).collect();
+        let ports = match self.ranges.node_ports.allocate(&ports_asked).await {
+            Ok(ports) => ports,
+            Err(err) => {
+                self.give_back(&ips, &[]).await;
+                return Err(self.refused(&name, err, |index| {
+                    let (i, port) = wanted_ports[index];
+                    (
+                        format!("spec.ports[{i}].nodePort"),
+                        port.map(|p| p.to_string()).unwrap_or_default(),
+                    )
+                }));
             }
-            if wants_node_ports(&kind) {
-                for (i, p) in spec.ports.iter_mut().flatten().enumerate() {
-                    let field = format!("spec.ports[{i}].nodePort");
-                    match p.node_port.filter(|n| *n > 0) {
-                        None => {
-                            let port = self
-                                .node_ports
-                                .allocate_next()
-                                .map_err(|e| (field.clone(), String::new(), e))?;
-                            taken_ports.push(port);
-                            p.node_port = Some(port as i32);
-                        }
-                        Some(port) if held_ports.contains(&(port as u32)) => {}
-                        Some(port) => {
-                            self.node_ports
-                                .allocate(port as u32)
-                                .map_err(|e| (field.clone(), port.to_string(), e))?;
-                            taken_ports.push(port as u32);
-                        }
-                    }
-                }
+        };
+        if let Some(ip) = ips.first() {
+            spec.cluster_ip = Some(Ipv4Addr::from(*ip).to_string());
+        }
+        if kind != "ExternalName" {
+            spec.cluster_ips = spec.cluster_ip.clone().map(|ip| vec![ip]);
+        }
+        if let Some(service_ports) = spec.ports.as_mut() {
+            for ((i, _), port) in wanted_ports.iter().zip(ports) {
+                service_ports[*i].node_port = Some(port as i32);
             }
-            Ok(())
-        })();
-        result.map_err(|(field, value, err): (String, String, super::ipalloc::AllocError)| {
-            taken_ips.iter().for_each(|n| self.ips.release(*n));
-            taken_ports.iter().for_each(|n| self.node_ports.release(*n));
-            Error::Invalid {
-                kind: "Service".into(),
-                group: String::new(),
-                name,
-                causes: vec![FieldError::invalid(field, value, format!("failed to allocate: {err}"))],
-            }
-        })
+        }
+        Ok(())
     }
 
-    fn release(&self, svc: &Service) {
-        for ip in cluster_ips(svc) {
-            self.ips.release(u32::from(ip));
-        }
-        for port in node_ports_of(svc) {
-            self.node_ports.release(port);
-        }
+    async fn release(&self, svc: &Service) {
+        self.give_back(&cluster_ips(svc), &node_ports_of(svc)).await;
     }
 
-    fn release_unused(&self, kept: &Service, dropped: &Service) {
-        let kept_ports = node_ports_of(kept);
-        for port in node_ports_of(dropped) {
-            if !kept_ports.contains(&port) {
-                self.node_ports.release(port);
-            }
-        }
-        let kept_ips = cluster_ips(kept);
-        for ip in cluster_ips(dropped) {
-            if !kept_ips.contains(&ip) {
-                self.ips.release(u32::from(ip));
-            }
-        }
+    async fn release_unused(&self, kept: &Service, dropped: &Service) {
+        let unused =
+            |held: Vec<u32>, kept: Vec<u32>| -> Vec<u32> { held.into_iter().filter(|v| !kept.contains(v)).collect() };
+        self.give_back(
+            &unused(cluster_ips(dropped), cluster_ips(kept)),
+            &unused(node_ports_of(dropped), node_ports_of(kept)),
+        )
+        .await;
     }
 
     fn columns(&self) -> Option<&'static [Column]> {
@@ -913,28 +974,63 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn services_get_a_cluster_ip_and_node_ports_that_are_released() {
-        let strategy = ServiceStrategy::new("10.0.0.0/29".parse().unwrap(), 30000..=30001, &[]);
-        let mut svc: Service = serde_json::from_value(json!({"metadata": {"name": "s"},
-            "spec": {"type": "NodePort", "ports": [{"port": 80}]}}))
-        .unwrap();
-        strategy.default(&mut svc);
-        assert!(strategy.validate(&svc).is_empty());
-        strategy.allocate(&mut svc, None).unwrap();
-        let spec = svc.spec.clone().unwrap();
-        let ip: Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
-        assert!(strategy.cidr.contains(ip));
-        let port = spec.ports.unwrap()[0].node_port.unwrap();
-        assert!((30000..=30001).contains(&port));
-        strategy.release(&svc);
-        assert!(strategy.ips.allocate(u32::from(ip)).is_ok());
-        assert!(strategy.node_ports.allocate(port as u32).is_ok());
+    /// A Service strategy on ranges in a fresh embedded store, repaired once as at start.
+    async fn service_strategy(
+        cidr: &str,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> (tempfile::TempDir, ServiceStrategy) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::apiserver::storage::EmbeddedStore::open(dir.path(), 100).unwrap());
+        let ranges = Arc::new(ServiceRanges::new(cidr.parse().unwrap(), ports, store));
+        ranges.repair().await.unwrap();
+        let info = crate::api::resources::find("", "v1", "services").unwrap();
+        (dir, ServiceStrategy::new(info, ranges))
     }
 
-    #[test]
-    fn service_validation_rejects_bad_ports() {
-        let strategy = ServiceStrategy::new("10.0.0.0/24".parse().unwrap(), 30000..=32767, &[]);
+    fn service(strategy: &ServiceStrategy, spec: Value) -> Service {
+        let mut svc: Service = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": spec})).unwrap();
+        strategy.default(&mut svc);
+        svc
+    }
+
+    #[tokio::test]
+    async fn services_get_a_cluster_ip_and_node_ports_that_are_released() {
+        let (_dir, strategy) = service_strategy("10.0.0.0/29", 30000..=30001).await;
+        let mut svc = service(&strategy, json!({"type": "NodePort", "ports": [{"port": 80}]}));
+        assert!(strategy.validate(&svc).is_empty());
+        strategy.allocate(&mut svc, None).await.unwrap();
+        let spec = svc.spec.clone().unwrap();
+        let ip: Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
+        assert!(strategy.ranges.cidr.contains(ip));
+        let port = spec.ports.unwrap()[0].node_port.unwrap();
+        assert!((30000..=30001).contains(&port));
+
+        // Naming a taken port is refused, and gives back the address it took meanwhile.
+        let mut clash = service(
+            &strategy,
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}),
+        );
+        let err = strategy.allocate(&mut clash, None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { causes, .. } if causes[0].field == "spec.ports[0].nodePort"),
+            "{err:?}"
+        );
+        let ranges = &strategy.ranges;
+        let other_ips = ranges
+            .ips
+            .allocate(&[None; 5])
+            .await
+            .expect("the /29's five other addresses are free");
+        ranges.ips.release(&other_ips).await.unwrap();
+
+        strategy.release(&svc).await;
+        assert!(ranges.ips.allocate(&[Some(u32::from(ip))]).await.is_ok());
+        assert!(ranges.node_ports.allocate(&[Some(port as u32)]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn service_validation_rejects_bad_ports() {
+        let (_dir, strategy) = service_strategy("10.0.0.0/24", 30000..=32767).await;
         let svc: Service = serde_json::from_value(json!({"metadata": {"name": "s"},
             "spec": {"ports": [{"port": 0}, {"port": 80}]}}))
         .unwrap();

@@ -341,16 +341,16 @@ impl<S: Strategy> Registry<S> {
             return Err(self.invalid(&name, errs));
         }
         self.check_namespace(ns, &name).await?;
-        self.strategy.allocate(&mut obj, None)?;
+        self.strategy.allocate(&mut obj, None).await?;
         let value = self.encode(&obj)?;
         if dry_run {
-            self.strategy.release(&obj);
+            self.strategy.release(&obj).await;
             return Ok(value);
         }
         match self.store.create(&self.key(ns, &name), value).await {
             Ok(kv) => Ok(kv.value),
             Err(e) => {
-                self.strategy.release(&obj);
+                self.strategy.release(&obj).await;
                 Err(self.storage_error(e, &name))
             }
         }
@@ -416,7 +416,7 @@ impl<S: Strategy> Registry<S> {
         if !errs.is_empty() {
             return Err(self.invalid(&name, errs));
         }
-        self.strategy.allocate(&mut new, Some(&old))?;
+        self.strategy.allocate(&mut new, Some(&old)).await?;
         let outcome = self
             .store_update(
                 current,
@@ -428,8 +428,8 @@ impl<S: Strategy> Registry<S> {
             )
             .await;
         match &outcome {
-            Ok(Some(_)) if !dry_run => self.strategy.release_unused(&new, &old),
-            _ => self.strategy.release_unused(&old, &new),
+            Ok(Some(_)) if !dry_run => self.strategy.release_unused(&new, &old).await,
+            _ => self.strategy.release_unused(&old, &new).await,
         }
         outcome
     }
@@ -478,7 +478,7 @@ impl<S: Strategy> Registry<S> {
         match written {
             Ok(kv) => {
                 if finished {
-                    self.strategy.release(new);
+                    self.strategy.release(new).await;
                 }
                 Ok(Some(kv.value))
             }
@@ -548,7 +548,7 @@ impl<S: Strategy> Registry<S> {
         match self.store.delete(&current.key, Some(current.mod_revision)).await {
             Ok(kv) => {
                 if let Ok(obj) = self.decode_stored(current) {
-                    self.strategy.release(&obj);
+                    self.strategy.release(&obj).await;
                 }
                 Ok(Some(kv))
             }
@@ -683,17 +683,31 @@ fn field_value(doc: &Value, path: &str) -> String {
     }
 }
 
-/// The opaque `continue` token: where the next page starts, and the revision of the first page.
+/// The opaque `continue` token, upstream's: the key the next page starts at (after the list's
+/// prefix), and the revision of the list's first page, or -1 to go on at the newest revision.
 #[derive(Serialize, Deserialize)]
 struct ContinueToken {
     v: String,
-    rv: Revision,
+    rv: i64,
     start: String,
 }
 
-fn encode_continue(rv: Revision, start: &str) -> String {
+/// The version of the continue token's encoding.
+const CONTINUE_VERSION: &str = "meta.k8s.io/v1";
+
+/// The most keys one read of a paginated list asks for; upstream's `maxLimit`.
+const MAX_CHUNK: usize = 10_000;
+
+impl ContinueToken {
+    /// The revision to read the next page at; `None` for the newest.
+    fn revision(&self) -> Option<Revision> {
+        Revision::try_from(self.rv).ok()
+    }
+}
+
+fn encode_continue(rv: i64, start: &str) -> String {
     let token = ContinueToken {
-        v: "meta.k8s.io/v1".into(),
+        v: CONTINUE_VERSION.into(),
         rv,
         start: start.to_string(),
     };
@@ -701,11 +715,20 @@ fn encode_continue(rv: Revision, start: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<ContinueToken, Error> {
-    let bad = || Error::BadRequest("continue key is not valid: the token is malformed".into());
+    let invalid = |why: &str| Error::BadRequest(format!("continue key is not valid: {why}"));
     let raw = base64::engine::general_purpose::STANDARD
         .decode(token)
-        .map_err(|_| bad())?;
-    serde_json::from_slice(&raw).map_err(|_| bad())
+        .map_err(|_| invalid("the token is malformed"))?;
+    let token: ContinueToken = serde_json::from_slice(&raw).map_err(|_| invalid("the token is malformed"))?;
+    if token.v != CONTINUE_VERSION {
+        return Err(invalid("server does not recognize this encoded version"));
+    }
+    if token.rv == 0 || token.rv < -1 {
+        return Err(invalid(&format!(
+            "incorrect encoded start resourceVersion (version {CONTINUE_VERSION})"
+        )));
+    }
+    Ok(token)
 }
 
 #[async_trait::async_trait]
@@ -727,39 +750,85 @@ impl<S: Strategy> Rest for Registry<S> {
     async fn list(&self, ns: Option<&str>, query: &ListQuery) -> Result<ListResult, Error> {
         let selectors = self.selectors(query)?;
         let prefix = self.prefix(ns);
-        let (all, revision) = self.store.list(&prefix).await.map_err(|e| self.storage_error(e, ""))?;
-        let (start, revision) = match query.continue_token.as_deref() {
-            Some(token) => {
-                let token = decode_continue(token)?;
-                (format!("{prefix}{}", token.start), token.rv)
-            }
-            None => (String::new(), revision),
-        };
-        let limit = query.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-        let mut items = Vec::new();
-        let mut next_key = None;
-        let mut iter = all.iter().filter(|kv| *kv.key >= *start).peekable();
-        for kv in iter.by_ref() {
-            if !self.matches(&kv.value, &selectors) {
-                continue;
-            }
-            if items.len() == limit {
-                next_key = Some(kv.key.clone());
-                break;
-            }
-            items.push(kv.value.clone());
+        let limit = query.limit.filter(|l| *l > 0);
+        let token = query.continue_token.as_deref().map(decode_continue).transpose()?;
+        if limit.is_none() && token.is_none() {
+            let (all, revision) = self.store.list(&prefix).await.map_err(|e| self.storage_error(e, ""))?;
+            let items = all
+                .into_iter()
+                .filter(|kv| self.matches(&kv.value, &selectors))
+                .map(|kv| kv.value)
+                .collect();
+            return Ok(ListResult {
+                items,
+                revision,
+                continue_token: None,
+                remaining: None,
+            });
         }
-        let continue_token = next_key.map(|k| encode_continue(revision, &k[prefix.len()..]));
-        let remaining = match (&continue_token, selectors.is_empty()) {
-            (Some(_), true) => Some((iter.count() + 1) as i64),
-            _ => None,
+        // As upstream's etcd3 GetList: read chunks from where the client left off, at the
+        // revision of the list's first page, until `limit` objects match or the range ends.
+        let (mut start, mut at) = match &token {
+            Some(token) => (format!("{prefix}{}", token.start), token.revision()),
+            None => (prefix.clone(), None),
         };
-        Ok(ListResult {
-            items,
-            revision,
-            continue_token,
-            remaining,
-        })
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut chunk = limit.min(MAX_CHUNK);
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .store
+                .list_page(&prefix, &start, chunk, at)
+                .await
+                .map_err(|e| match (&token, e) {
+                    (Some(token), storage::Error::Expired { .. }) => {
+                        Error::ContinueExpired(encode_continue(-1, &token.start))
+                    }
+                    (_, e) => self.storage_error(e, ""),
+                })?;
+            at = Some(page.revision);
+            let mut examined = 0;
+            for kv in &page.items {
+                if items.len() == limit {
+                    break;
+                }
+                examined += 1;
+                if self.matches(&kv.value, &selectors) {
+                    items.push(kv.value.clone());
+                }
+            }
+            let unexamined = (page.items.len() - examined) as u64 + page.remaining;
+            let next = page.items[..examined].last().map(|kv| format!("{}\0", kv.key));
+            match next {
+                Some(next) if unexamined > 0 && items.len() < limit => {
+                    start = next;
+                    // Selectors may skip many keys: read more at a time, as upstream does.
+                    let wanted = if selectors.is_empty() {
+                        limit - items.len()
+                    } else {
+                        chunk.saturating_mul(2)
+                    };
+                    chunk = wanted.min(MAX_CHUNK);
+                }
+                next => {
+                    let revision = page.revision;
+                    let continue_token = next.filter(|_| unexamined > 0).map(|next| {
+                        encode_continue(i64::try_from(revision).unwrap_or(i64::MAX), &next[prefix.len()..])
+                    });
+                    // With selectors, the keys left are no count of the objects left.
+                    let remaining = continue_token
+                        .as_ref()
+                        .filter(|_| selectors.is_empty())
+                        .map(|_| i64::try_from(unexamined).unwrap_or(i64::MAX));
+                    return Ok(ListResult {
+                        items,
+                        revision,
+                        continue_token,
+                        remaining,
+                    });
+                }
+            }
+        }
     }
 
     async fn watch(&self, ns: Option<&str>, query: &ListQuery) -> Result<BoxStream<'static, WatchEvent>, Error> {
@@ -1121,20 +1190,19 @@ pub(crate) struct Settings {
     pub(crate) pod_tolerations: core::DefaultTolerations,
 }
 
-/// Builds the registry of every resource in the table, in table order. Reads the stored
-/// Services so their addresses and ports stay allocated.
-pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result<Vec<Arc<dyn Rest>>, storage::Error> {
+/// Builds the registry of every resource in the table, in table order, and the ranges Services
+/// allocate from, repaired once against the stored Services (see `ServiceRanges::repair`).
+pub(crate) async fn install(
+    store: Arc<dyn Store>,
+    settings: Settings,
+) -> Result<(Vec<Arc<dyn Rest>>, Arc<core::ServiceRanges>), storage::Error> {
     use crate::api::resources::RESOURCES;
-    let (stored, _) = store.list("/registry/services/").await?;
-    let services: Vec<k8s_openapi::api::core::v1::Service> = stored
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect();
-    let mut service_strategy = Some(core::ServiceStrategy::new(
+    let ranges = Arc::new(core::ServiceRanges::new(
         settings.cluster_ips,
         settings.node_ports,
-        &services,
+        store.clone(),
     ));
+    ranges.repair().await?;
     let mut out: Vec<Arc<dyn Rest>> = Vec::new();
     for info in RESOURCES {
         fn make<S: Strategy>(info: &'static ResourceInfo, s: S, store: &Arc<dyn Store>) -> Arc<dyn Rest> {
@@ -1144,10 +1212,7 @@ pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result
             ("", "namespaces") => make(info, core::NamespaceStrategy, &store),
             ("", "pods") => make(info, core::PodStrategy(settings.pod_tolerations), &store),
             ("", "nodes") => make(info, core::NodeStrategy, &store),
-            ("", "services") => match service_strategy.take() {
-                Some(s) => make(info, s, &store),
-                None => continue,
-            },
+            ("", "services") => make(info, core::ServiceStrategy::new(info, ranges.clone()), &store),
             ("", "endpoints") => make(info, core::EndpointsStrategy, &store),
             ("", "configmaps") => make(info, core::ConfigMapStrategy, &store),
             ("", "secrets") => make(info, core::SecretStrategy, &store),
@@ -1165,7 +1230,7 @@ pub(crate) async fn install(store: Arc<dyn Store>, settings: Settings) -> Result
         };
         out.push(rest);
     }
-    Ok(out)
+    Ok((out, ranges))
 }
 
 /// The registry of `group`/`plural` among `registries`.
@@ -1190,9 +1255,11 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
-        let token = encode_continue(42, "b");
+        let token = encode_continue(42, "b\0");
         let back = decode_continue(&token).unwrap();
-        assert_eq!((back.rv, back.start.as_str()), (42, "b"));
+        assert_eq!((back.revision(), back.start.as_str()), (Some(42), "b\0"));
+        assert_eq!(decode_continue(&encode_continue(-1, "b")).unwrap().revision(), None);
+        assert!(decode_continue(&encode_continue(0, "b")).is_err());
         assert!(decode_continue("not base64!").is_err());
     }
 

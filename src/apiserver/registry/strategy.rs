@@ -42,7 +42,7 @@ impl<T> ApiObject for T where
 /// ConfigMap needs no more than `type Object`.
 ///
 /// Methods that take `&Self::Object` cannot change it; those that may mutate say so by taking
-/// `&mut`. All are called with no lock held and must not block.
+/// `&mut`. All are called with no lock held and must not block; the allocation hooks are async.
 pub(crate) trait Strategy: Send + Sync + 'static {
     /// The stored type.
     type Object: ApiObject;
@@ -89,18 +89,27 @@ pub(crate) trait Strategy: Send + Sync + 'static {
         self.validate(new)
     }
 
-    /// Takes what the object needs from shared pools (a Service's ClusterIP) before it is stored;
-    /// `old` is the stored version on update, whose allocations are already held.
-    fn allocate(&self, _obj: &mut Self::Object, _old: Option<&Self::Object>) -> Result<(), Error> {
-        Ok(())
+    /// Takes what the object needs from shared ranges (a Service's ClusterIP) before it is
+    /// stored; `old` is the stored version on update, whose allocations are already held. May
+    /// write to the store (the ranges live there).
+    fn allocate(
+        &self,
+        _obj: &mut Self::Object,
+        _old: Option<&Self::Object>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
     }
 
     /// Gives back what `allocate` took, when the object is deleted or its create failed.
-    fn release(&self, _obj: &Self::Object) {}
+    fn release(&self, _obj: &Self::Object) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 
     /// After an update, gives back what `dropped` holds and `kept` does not. Called with
     /// (new, old) when the update was stored and with (old, new) when it was not.
-    fn release_unused(&self, _kept: &Self::Object, _dropped: &Self::Object) {}
+    fn release_unused(&self, _kept: &Self::Object, _dropped: &Self::Object) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 
     /// Puts an object that is being deleted into its terminating state. Returns `true` when the
     /// deletion must wait for more than `metadata.finalizers` (a namespace's `spec.finalizers`).

@@ -2,13 +2,16 @@
 //!
 //! Plays the part etcd plays upstream, in-process, in the way k3s's kine replaces etcd with a
 //! database: one file under `--data-dir`, no extra process. Reads are served from memory; the
-//! in-memory map and a bounded history of recent events are also the watch cache.
+//! in-memory map and a bounded history of recent events are also the watch cache. A list page
+//! at an older revision (a paginated list's later pages) is the map with that history undone;
+//! older than the history, it is `Expired`, as a compacted revision is in etcd.
 //!
 //! Writes go to one writer thread that takes every request waiting in its queue, checks each
 //! against the current state, writes the batch in one redb transaction and fsyncs once (group
 //! commit). Only then does it publish the batch to readers and watchers and answer the callers,
 //! so nothing that was acknowledged can be lost by a crash, and nothing unacknowledged is seen.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
@@ -20,7 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cache::{self, History, Published};
-use super::{Error, Event, EventType, KeyValue, Revision, Store, WatchStream, stamp_revision};
+use super::{Error, Event, EventType, KeyValue, Page, Revision, Store, WatchStream, stamp_revision};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -170,6 +173,64 @@ impl Store for EmbeddedStore {
             .map(|(_, kv)| kv.clone())
             .collect();
         Ok((items, state.revision))
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<Page, Error> {
+        let state = self.read();
+        // Without MVCC, a page at an older revision is the current state with the changes since
+        // undone: each key a held change touched, as it was before the oldest of those changes.
+        let mut undone: BTreeMap<Arc<str>, Option<KeyValue>> = BTreeMap::new();
+        if let Some(rev) = revision.filter(|rev| *rev < state.revision) {
+            for event in state.history.backlog(prefix, rev)?.into_iter().rev() {
+                let before = match event.event_type {
+                    EventType::Created => None,
+                    EventType::Updated | EventType::Deleted => event.prev,
+                };
+                undone.insert(event.kv.key, before);
+            }
+        }
+        let from = (Bound::Included(start), Bound::Unbounded);
+        let mut now = state
+            .objects
+            .range::<str, _>(from)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        let mut then = undone.range::<str, _>(from).peekable();
+        let mut values = std::iter::from_fn(|| {
+            loop {
+                // Which comes first: the next current key or the next changed one.
+                let order = match (now.peek(), then.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => Ordering::Greater,
+                    (None, Some(_)) => Ordering::Less,
+                    (Some((current, _)), Some((changed, _))) => changed.cmp(current),
+                };
+                match order {
+                    Ordering::Greater => return now.next().map(|(_, kv)| kv),
+                    // The value at `revision` replaces the current one.
+                    Ordering::Equal => {
+                        now.next();
+                    }
+                    Ordering::Less => {}
+                }
+                // A key created since `revision` did not exist then.
+                if let Some((_, Some(kv))) = then.next() {
+                    return Some(kv);
+                }
+            }
+        });
+        let items: Vec<KeyValue> = values.by_ref().take(limit).cloned().collect();
+        Ok(Page {
+            items,
+            remaining: values.count() as u64,
+            revision: revision.map_or(state.revision, |rev| rev.min(state.revision)),
+        })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, Error> {
@@ -434,6 +495,47 @@ mod tests {
             Err(Error::NotFound { .. })
         ));
         assert_eq!(store.revision(), 1);
+    }
+
+    #[tokio::test]
+    async fn pages_at_an_older_revision_undo_the_changes_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 6).unwrap();
+        for name in ["a", "b", "c"] {
+            store.create(&format!("/r/{name}"), doc(name)).await.unwrap();
+        }
+        store.create("/other/x", doc("x")).await.unwrap();
+        store.update("/r/b", doc("b2"), 2).await.unwrap();
+        store.delete("/r/c", None).await.unwrap();
+        store.create("/r/ab", doc("ab")).await.unwrap();
+        let keys_and_revisions = |page: &Page| -> Vec<(String, Revision)> {
+            page.items
+                .iter()
+                .map(|kv| (kv.key.to_string(), kv.mod_revision))
+                .collect()
+        };
+
+        let then = store.list_page("/r/", "/r/", 2, Some(3)).await.unwrap();
+        assert_eq!(keys_and_revisions(&then), [("/r/a".into(), 1), ("/r/b".into(), 2)]);
+        assert_eq!((then.revision, then.remaining), (3, 1));
+        let rest = store.list_page("/r/", "/r/b\0", 2, Some(3)).await.unwrap();
+        assert_eq!(keys_and_revisions(&rest), [("/r/c".into(), 3)]);
+        assert_eq!(rest.remaining, 0);
+
+        let now = store.list_page("/r/", "/r/", 10, None).await.unwrap();
+        assert_eq!(
+            keys_and_revisions(&now),
+            [("/r/a".into(), 1), ("/r/ab".into(), 7), ("/r/b".into(), 5)]
+        );
+        assert_eq!(now.revision, 7);
+
+        // Six changes are held: revision 1 is the oldest a page can still be read at.
+        store.create("/r/d", doc("d")).await.unwrap();
+        assert!(store.list_page("/r/", "/r/", 2, Some(2)).await.is_ok());
+        assert!(matches!(
+            store.list_page("/r/", "/r/", 2, Some(1)).await,
+            Err(Error::Expired { .. })
+        ));
     }
 
     #[tokio::test]

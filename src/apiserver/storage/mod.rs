@@ -10,7 +10,8 @@
 //! swaps that root for `--etcd-prefix`.
 //!
 //! The embedded store (`embedded.rs`) is the default; the etcd store (`etcd/`) serves the same
-//! trait from an etcd v3 cluster. Both serve watches from a watch cache (`cache.rs`).
+//! trait from an etcd v3 cluster. Both serve watches from a watch cache (`cache.rs`), and both
+//! serve a list a page at a time at the revision of its first page (`Store::list_page`).
 
 pub(crate) mod cache;
 pub(crate) mod embedded;
@@ -39,6 +40,17 @@ pub struct KeyValue {
     pub create_revision: Revision,
     /// The revision of the last write to this key.
     pub mod_revision: Revision,
+}
+
+/// One page of a paginated list (`Store::list_page`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The values, sorted by key.
+    pub items: Vec<KeyValue>,
+    /// The revision the page was read at.
+    pub revision: Revision,
+    /// How many keys under the prefix follow the last item, at that revision.
+    pub remaining: u64,
 }
 
 /// What happened to a key.
@@ -133,7 +145,31 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, Error>;
 
     /// Every value whose key starts with `prefix`, sorted by key, and the revision they were read at.
-    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), Error>;
+    ///
+    /// By default, pages of `list_page` read at the first page's revision.
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), Error> {
+        let (mut items, mut start, mut at) = (Vec::new(), prefix.to_string(), None);
+        loop {
+            let page = self.list_page(prefix, &start, usize::MAX, at).await?;
+            at = Some(page.revision);
+            items.extend(page.items);
+            match items.last() {
+                Some(last) if page.remaining > 0 => start = format!("{}\0", last.key),
+                _ => return Ok((items, page.revision)),
+            }
+        }
+    }
+
+    /// At most `limit` (at least 1) values whose keys start with `prefix`, from the key `start`
+    /// (itself under `prefix`) on, as they were at `revision` (`None`: now). A store may return
+    /// fewer than `limit` while keys remain. `Expired` when the history back to `revision` is gone.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<Page, Error>;
 
     /// Stores `value` under a new `key`; `AlreadyExists` if it is taken.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, Error>;

@@ -9,8 +9,9 @@
 //! through every other one on the same etcd.
 //!
 //! Watches are served by a watch cache per resource (`watch.rs`), each fed by one etcd watch;
-//! `compact.rs` compacts old revisions. Every call to etcd has a deadline: an unreachable etcd
-//! gives `Unavailable` or `Timeout`, never a hang.
+//! `compact.rs` compacts old revisions. A paginated list reads one page per range request, the
+//! pages after the first at the first page's revision. Every call to etcd has a deadline: an
+//! unreachable etcd gives `Unavailable` or `Timeout`, never a hang.
 //!
 //! This is the only module that talks to etcd.
 
@@ -28,7 +29,7 @@ use etcd_client::{Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn,
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Error, KeyValue, Revision, Store, WatchStream, stamp_revision};
+use super::{Error, KeyValue, Page, Revision, Store, WatchStream, stamp_revision};
 
 /// The root every key handed to a `Store` starts with; `--etcd-prefix` replaces it in etcd.
 const ROOT: &str = "/registry";
@@ -37,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to one etcd endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Keys per range request when listing, so that no response nears gRPC's 4 MiB message limit.
-const LIST_PAGE: i64 = 500;
+const LIST_PAGE: usize = 500;
 
 /// Client certificates for etcd (`--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`).
 #[derive(Debug, Clone, Default)]
@@ -312,33 +313,32 @@ impl Store for EtcdStore {
         Ok(resp.kvs().first().map(|kv| self.keys.key_value(kv)))
     }
 
-    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), Error> {
-        let start = self.keys.etcd_key(prefix).into_bytes();
-        let end = prefix_end(&start);
-        let mut from = start;
-        let mut at: Option<i64> = None;
-        let mut items = Vec::new();
-        loop {
-            // Every page after the first is read at the first page's revision: one consistent list.
-            let mut options = GetOptions::new().with_range(end.clone()).with_limit(LIST_PAGE);
-            if let Some(rev) = at {
-                options = options.with_revision(rev);
-            }
-            let resp = call(self.kv().get(from.clone(), Some(options))).await?;
-            let rev = *at.get_or_insert(resp.header().map_or(0, |h| h.revision()));
-            items.extend(resp.kvs().iter().map(|kv| self.keys.key_value(kv)));
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                _ => {
-                    let rev = revision(rev);
-                    self.revision.fetch_max(rev, Ordering::Relaxed);
-                    return Ok((items, rev));
-                }
-            }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<Page, Error> {
+        let end = prefix_end(self.keys.etcd_key(prefix).as_bytes());
+        let limit = i64::try_from(limit.clamp(1, LIST_PAGE)).unwrap_or(1);
+        let mut options = GetOptions::new().with_range(end).with_limit(limit);
+        if let Some(rev) = revision {
+            options = options.with_revision(i64::try_from(rev).unwrap_or(i64::MAX));
         }
+        let resp = call(self.kv().get(self.keys.etcd_key(start), Some(options))).await?;
+        // The header carries the newest revision, also when the range was read at an older one.
+        let newest = self.saw(resp.header());
+        let items: Vec<KeyValue> = resp.kvs().iter().map(|kv| self.keys.key_value(kv)).collect();
+        // `count` is every key of the range from `start`, not just the ones returned.
+        let remaining = u64::try_from(resp.count())
+            .unwrap_or(0)
+            .saturating_sub(items.len() as u64);
+        Ok(Page {
+            items,
+            revision: revision.unwrap_or(newest),
+            remaining,
+        })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, Error> {
