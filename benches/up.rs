@@ -1,7 +1,7 @@
 //! Local-cluster figures for BENCHMARKS.md: `hyperkube up` from a cold start with the images
 //! present (to the node Ready, and to `up` returning with every system pod running), `hyperkube
-//! down`, the size of the binary and the image, and the RSS of every process of the cluster at
-//! idle, first with only the system pods and then with 30 more pods running.
+//! down`, the size of the binary and the image, and the memory (RSS and PSS) of every process of
+//! the cluster at idle, first with only the system pods and then with 30 more pods running.
 //!
 //!     cargo bench --bench up
 //!
@@ -147,26 +147,52 @@ fn pid_of(container: &str) -> Option<u32> {
         .filter(|pid| *pid > 0)
 }
 
-/// Resident set size of a process, in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// A process's memory in KiB: its resident set, and its proportional share (PSS), which counts a
+/// page shared by N processes — the binary's code, mapped by every process of the cluster — as
+/// 1/N in each, so that PSS adds up across processes and RSS does not.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    pss: u64,
 }
 
-/// The RSS of the cluster's own processes, by part: the kubelet, each system container, and the
-/// pause processes of all pods together (KiB), with how many pause processes there are.
-fn cluster_rss(cluster: &Cluster) -> (BTreeMap<String, u64>, u64, usize) {
+impl std::ops::Add for Memory {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self {
+            rss: self.rss + other.rss,
+            pss: self.pss + other.pss,
+        }
+    }
+}
+
+fn memory(pid: u32) -> Memory {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("Rss:"),
+        pss: field("Pss:"),
+    }
+}
+
+/// The memory of the cluster's own processes, by part: the kubelet, each system container, and
+/// the pause processes of all this node's pods together, with how many pause processes there are.
+fn cluster_memory(cluster: &Cluster) -> (BTreeMap<String, Memory>, Memory, usize) {
     let mut parts = BTreeMap::new();
-    let kubelet = docker(&["ps", "-q", "--filter", &format!("label=io.hyperkube.cluster={}", cluster.name)]);
+    let kubelet = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=io.hyperkube.cluster={}", cluster.name),
+    ]);
     if let Some(pid) = pid_of(&kubelet) {
-        parts.insert("kubelet".to_owned(), rss_kib(pid));
+        parts.insert("kubelet".to_owned(), memory(pid));
     }
     let system = docker(&[
         "ps",
@@ -181,27 +207,48 @@ fn cluster_rss(cluster: &Cluster) -> (BTreeMap<String, u64>, u64, usize) {
         if let Some((id, name)) = line.split_once(' ')
             && let Some(pid) = pid_of(id)
         {
-            parts.insert(name.to_owned(), rss_kib(pid));
+            parts.insert(name.to_owned(), memory(pid));
         }
     }
-    let sandboxes = docker(&["ps", "-q", "--filter", "label=io.kubernetes.docker.type=podsandbox"]);
-    let pause: Vec<u64> = sandboxes.lines().filter_map(pid_of).map(rss_kib).collect();
-    (parts, pause.iter().sum(), pause.len())
+    let sandboxes = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=io.kubernetes.docker.type=podsandbox",
+        "--filter",
+        &format!("label=io.hyperkube.node={}", node_name()),
+    ]);
+    let pause: Vec<Memory> = sandboxes.lines().filter_map(pid_of).map(memory).collect();
+    let count = pause.len();
+    (parts, pause.into_iter().fold(Memory::default(), |a, b| a + b), count)
+}
+
+/// The node name `up` registers: the host name, lower-cased.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
 }
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn print_rss(title: &str, (parts, pause, sandboxes): &(BTreeMap<String, u64>, u64, usize)) {
-    println!("\nRSS, {title}:");
-    for (name, kib) in parts {
-        println!("  {name:<20} {:>7.1} MiB", mib(*kib));
+fn print_memory(title: &str, (parts, pause, sandboxes): &(BTreeMap<String, Memory>, Memory, usize)) {
+    println!("\nmemory, {title}:            RSS       PSS");
+    let row = |name: &str, m: Memory| println!("  {name:<26} {:>6.1} MiB {:>6.1} MiB", mib(m.rss), mib(m.pss));
+    for (name, m) in parts {
+        row(name, *m);
     }
-    let ours: u64 = parts.values().sum();
-    println!("  {:<20} {:>7.1} MiB", "hyperkube processes", mib(ours));
-    println!("  {:<20} {:>7.1} MiB ({sandboxes} pods)", "pause processes", mib(*pause));
-    println!("  {:<20} {:>7.1} MiB", "whole cluster", mib(ours + pause));
+    let ours = parts.values().fold(Memory::default(), |a, b| a + *b);
+    row("hyperkube processes", ours);
+    row(&format!("pause processes ({sandboxes} pods)"), *pause);
+    println!(
+        "  {:<26} {:>17.1} MiB (sum of PSS)",
+        "whole cluster",
+        mib(ours.pss + pause.pss)
+    );
 }
 
 async fn run_workload(cluster: &Cluster) {
@@ -232,7 +279,10 @@ async fn run_workload(cluster: &Cluster) {
             .and_then(|d| d.status?.available_replicas)
             .unwrap_or(0);
         if available == WORKLOAD_PODS {
-            println!("\n{WORKLOAD_PODS} pods available {:.1}s after the Deployment was created", started.elapsed().as_secs_f64());
+            println!(
+                "\n{WORKLOAD_PODS} pods available {:.1}s after the Deployment was created",
+                started.elapsed().as_secs_f64()
+            );
             return;
         }
         if started.elapsed() > WAIT_LIMIT {
@@ -246,7 +296,11 @@ fn seconds(samples: &[Duration]) -> String {
     let mut sorted = samples.to_vec();
     sorted.sort();
     let all: Vec<String> = samples.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
-    format!("median {:.2} s ({} s)", percentile(&sorted, 0.5).as_secs_f64(), all.join(", "))
+    format!(
+        "median {:.2} s ({} s)",
+        percentile(&sorted, 0.5).as_secs_f64(),
+        all.join(", ")
+    )
 }
 
 fn size_mib(path: &Path) -> f64 {
@@ -281,10 +335,10 @@ async fn main() {
     }
     cluster.timed_up().await;
     tokio::time::sleep(IDLE).await;
-    let system_only = cluster_rss(&cluster);
+    let system_only = cluster_memory(&cluster);
     run_workload(&cluster).await;
     tokio::time::sleep(IDLE).await;
-    let with_workload = cluster_rss(&cluster);
+    let with_workload = cluster_memory(&cluster);
 
     println!("\nhyperkube binary: {:.1} MiB ({})", size_mib(&bin), bin.display());
     println!(
@@ -297,6 +351,12 @@ async fn main() {
     println!("  to node Ready:            {}", seconds(&ready));
     println!("  to every system pod Running (up returns): {}", seconds(&up));
     println!("down --purge:               {}", seconds(&down));
-    print_rss(&format!("idle {}s after up, system pods only", IDLE.as_secs()), &system_only);
-    print_rss(&format!("idle {}s with {WORKLOAD_PODS} more pods", IDLE.as_secs()), &with_workload);
+    print_memory(
+        &format!("idle {}s after up, system pods only", IDLE.as_secs()),
+        &system_only,
+    );
+    print_memory(
+        &format!("idle {}s with {WORKLOAD_PODS} more pods", IDLE.as_secs()),
+        &with_workload,
+    );
 }

@@ -78,7 +78,33 @@ const SYMLINKS: &[&str] = &[
     "dns",
 ];
 
+/// Whether the command line is `hyperkube pause` (or `pause` through its symlink), exactly.
+fn is_pause(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let program = args.next().map(PathBuf::from);
+    let rest: Vec<_> = args.collect();
+    match program.as_deref().and_then(|p| p.file_name()) {
+        Some(name) if name == "pause" => rest.is_empty(),
+        _ => rest.len() == 1 && rest[0] == "pause",
+    }
+}
+
+fn pause() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build();
+    match runtime.map(|rt| rt.block_on(hyperkube::kubelet::pause::run())) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("hyperkube pause: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // Every pod runs a pause process: it starts before the command line is parsed, so each one
+    // holds as little memory as it can.
+    if is_pause(std::env::args_os()) {
+        return pause();
+    }
     let component = match Applet::parse() {
         Applet::Hyperkube(Hyperkube {
             make_symlinks: Some(dir),
@@ -112,16 +138,7 @@ fn main() -> ExitCode {
             init_tracing(args.v);
             run(|shutdown| hyperkube::dns::run(*args, shutdown))
         }
-        Component::Pause => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match runtime.map(|rt| rt.block_on(hyperkube::kubelet::pause::run())) {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) | Err(e) => {
-                    eprintln!("hyperkube pause: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Component::Pause => pause(),
         Component::Up(args) => {
             init_tracing(args.common.v);
             run(|shutdown| hyperkube::local::up(*args, shutdown))

@@ -87,7 +87,8 @@ async fn apply(
         return finish_deletion(client, &update.pod).await;
     };
     // A static pod's mirror is checked on every report: someone may have deleted it.
-    let recreated = is_static(&update.pod) && ensure_mirror(client, node, &pods_api(client, &update.pod), &update.pod).await?;
+    let recreated =
+        is_static(&update.pod) && ensure_mirror(client, node, &pods_api(client, &update.pod), &update.pod).await?;
     if !recreated && sent.get(&uid) == Some(status) {
         return Ok(());
     }
