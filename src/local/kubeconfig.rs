@@ -40,7 +40,10 @@ pub(super) fn uninstall(common: &Common) -> Result<bool, Error> {
     if config.get("current-context").and_then(Value::as_str) == Some(&common.name) {
         config["current-context"] = Value::String(String::new());
     }
-    if removed {
+    if removed && config == empty() {
+        // Nothing but ours was in it, so `up` made it: it goes, as the rest of what up made.
+        std::fs::remove_file(&user).map_err(io(format!("removing {}", user.display())))?;
+    } else if removed {
         save(&user, &config)?;
     }
     Ok(removed)

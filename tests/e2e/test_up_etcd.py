@@ -53,4 +53,5 @@ def test_up_on_etcd_keeps_the_clusters_objects_in_etcd(etcd_url: str, tmp_path_f
     finally:
         down = cluster.run("down", "--purge")
     assert down.returncode == 0, down.stdout + down.stderr
+    assert not (cluster.home / ".kube" / "config").exists(), "the kubeconfig up made, with nothing else in it, goes"
     assert _etcd_has(etcd_url, key), "down --purge leaves the user's etcd alone"
