@@ -178,6 +178,24 @@ impl Synced {
     }
 }
 
+/// Whether `sandbox`, with a network namespace of its own, started after one of its running
+/// containers did: restarted in place, it has a new namespace they are not in.
+async fn restarted_in_place(rt: &dyn Runtime, sandbox: &Sandbox, observed: &Observed) -> Result<bool, Error> {
+    let oldest = observed
+        .containers
+        .iter()
+        .filter(|c| c.sandbox_id == sandbox.id && c.state == ContainerState::Running)
+        .filter_map(|c| c.started_at)
+        .min();
+    let (Some(oldest), Some(_)) = (oldest, &sandbox.ip) else {
+        return Ok(false);
+    };
+    Ok(rt
+        .sandbox_started_at(&sandbox.id)
+        .await?
+        .is_some_and(|started| started > oldest))
+}
+
 /// Brings the runtime in line with `pod`, starting from `observed`, the runtime's view of it.
 pub(crate) async fn sync_pod(
     rt: &dyn Runtime,
@@ -191,8 +209,17 @@ pub(crate) async fn sync_pod(
     memory.waiting.clear();
     let mut synced = Synced::default();
 
-    // A pod whose sandbox died is restarted from scratch, as upstream does.
-    let sandbox = match observed.ready_sandbox().cloned() {
+    // A pod whose sandbox died is restarted from scratch, as upstream does; so is one whose
+    // sandbox was restarted under its running containers, which are left in the network
+    // namespace the sandbox had before.
+    let ready = match observed.ready_sandbox().cloned() {
+        Some(s) if restarted_in_place(rt, &s, &observed).await? => {
+            tracing::info!(pod = %pod_ref.name, sandbox = %s.id, "the sandbox restarted under its containers; starting the pod again");
+            None
+        }
+        ready => ready,
+    };
+    let sandbox = match ready {
         Some(s) => s,
         None => {
             synced.changed = true;
@@ -840,6 +867,37 @@ mod tests {
         let created = rt.calls().iter().filter(|c| c.starts_with("create_container")).count();
         let sandboxes = rt.calls().iter().filter(|c| c.starts_with("run_pod_sandbox")).count();
         assert_eq!((created, sandboxes), (2, 1), "a second sync changes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_restarted_under_its_containers_starts_the_pod_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        let p = pod("Always", json!([{"name": "a", "image": "app"}]));
+        let mut memory = PodMemory::default();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        let before = rt.list_pod_sandboxes().await.unwrap();
+        rt.restart_sandbox(&before[0].id);
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+
+        let sandboxes = rt.list_pod_sandboxes().await.unwrap();
+        let ready: Vec<_> = sandboxes.iter().filter(|s| s.state == SandboxState::Ready).collect();
+        assert_eq!(ready.len(), 1);
+        assert_ne!(ready[0].id, before[0].id, "a new sandbox");
+        let containers = rt.list_containers().await.unwrap();
+        let running: Vec<_> = containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .collect();
+        assert_eq!(running.len(), 1);
+        assert_eq!(
+            running[0].sandbox_id, ready[0].id,
+            "the container runs in the new sandbox"
+        );
+        // Settled: the next sync changes nothing.
+        let calls = rt.calls().len();
+        sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+        assert!(!rt.calls()[calls..].iter().any(|c| c.starts_with("run_pod_sandbox")));
     }
 
     #[tokio::test]

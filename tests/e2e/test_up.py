@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import BUSYBOX, _free_port, _hyperkube_bin, _make_kubectl, docker
 from e2e_util import Kubectl, wait_for
@@ -260,6 +261,12 @@ def test_restarting_the_kubelet_container_leaves_every_pod_running(local: Local,
 
 
 def test_restarting_every_container_of_the_cluster_brings_it_back_by_itself(local: Local, kubectl: Kubectl):
+    kubectl("create", "deployment", "survivor", f"--image={BUSYBOX}", "--",
+            "sh", "-c", "echo survived > /tmp/index.html && exec httpd -f -p 8080 -h /tmp")
+    kubectl("expose", "deployment", "survivor", "--port=80", "--target-port=8080")
+    kubectl("rollout", "status", "deployment/survivor", "--timeout=120s")
+    survivor = f"http://{kubectl.json('get', 'service', 'survivor')['spec']['clusterIP']}/"
+    wait_for("the survivor to answer by ClusterIP", lambda: "survived" in requests.get(survivor, timeout=3).text)
     before = _objects(kubectl)
     ours = [local.kubelet_id(), *docker("ps", "-q", "--filter", f"label=io.hyperkube.node={_node_name()}").split()]
     docker("restart", "--time=2", *ours)
@@ -273,6 +280,9 @@ def test_restarting_every_container_of_the_cluster_brings_it_back_by_itself(loca
         p["status"].get("phase") == ("Succeeded" if p["metadata"]["name"] == "client" else "Running")
         for p in kubectl.json("get", "pods", "-A")["items"]), timeout=180)
     assert _objects(kubectl) == before
+    # Its sandbox restarted under it, the survivor's pod starts again, reachable as before.
+    wait_for("the survivor to answer again", lambda: "survived" in requests.get(survivor, timeout=3).text, timeout=120)
+    kubectl("delete", "deployment", "survivor")
     kubectl("run", "after-restart", f"--image={BUSYBOX}", "--restart=Never", "--", "echo", "a-new-pod-runs")
     wait_for("a new pod to run to completion",
              lambda: kubectl.json("get", "pod", "after-restart")["status"].get("phase") == "Succeeded", timeout=120)

@@ -371,6 +371,16 @@ impl Runtime for Docker {
         Ok(summaries.into_iter().filter_map(sandbox_from_summary).collect())
     }
 
+    async fn sandbox_started_at(&self, id: &str) -> Result<Option<SystemTime>, Error> {
+        let state = self
+            .inspect(id, "inspect sandbox", &format!("sandbox {id}"))
+            .await?
+            .state;
+        Ok(state
+            .filter(|s| s.running == Some(true))
+            .and_then(|s| parse_time(s.started_at.as_deref())))
+    }
+
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String, Error> {
         let user = docker_user(&config.security)?;
         // The sandbox's resolv.conf mount, if it has one, is shared with every container.

@@ -30,6 +30,7 @@ struct State {
     calls: Vec<String>,
     fail: BTreeMap<&'static str, String>,
     exec_exit_codes: BTreeMap<String, i64>,
+    sandbox_started: BTreeMap<String, SystemTime>,
 }
 
 impl Fake {
@@ -71,6 +72,13 @@ impl Fake {
             c.finished_at = Some(SystemTime::now());
             c.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
         }
+    }
+
+    /// Restarts a running sandbox in place, as `docker restart` does: its containers keep
+    /// running, started before it.
+    #[cfg(test)]
+    pub(crate) fn restart_sandbox(&self, id: &str) {
+        self.lock().sandbox_started.insert(id.to_string(), SystemTime::now());
     }
 
     fn record(&self, operation: &'static str, target: &str) -> Result<(), Error> {
@@ -116,6 +124,7 @@ impl Runtime for Fake {
         state.next_id += 1;
         let id = format!("sandbox-{}", state.next_id);
         let ip = (!config.host_network).then(|| format!("10.88.0.{}", state.next_id % 250 + 2));
+        state.sandbox_started.insert(id.clone(), SystemTime::now());
         state.sandboxes.insert(
             id.clone(),
             Sandbox {
@@ -129,6 +138,15 @@ impl Runtime for Fake {
             },
         );
         Ok(id)
+    }
+
+    async fn sandbox_started_at(&self, id: &str) -> Result<Option<SystemTime>, Error> {
+        self.record("sandbox_started_at", id)?;
+        let state = self.lock();
+        let sandbox = state.sandboxes.get(id).ok_or_else(|| Error::NotFound(id.to_string()))?;
+        Ok((sandbox.state == SandboxState::Ready)
+            .then(|| state.sandbox_started.get(id).copied())
+            .flatten())
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<(), Error> {

@@ -249,6 +249,9 @@ pub(crate) trait Runtime: Send + Sync + 'static {
     async fn remove_pod_sandbox(&self, id: &str) -> Result<(), Error>;
     /// Every sandbox this kubelet created, running or not.
     async fn list_pod_sandboxes(&self) -> Result<Vec<Sandbox>, Error>;
+    /// When a running sandbox last started: later than its containers when someone restarted it
+    /// in place (`docker restart`). Read afresh on every call; `None` when it is not running.
+    async fn sandbox_started_at(&self, id: &str) -> Result<Option<SystemTime>, Error>;
     /// Creates an app container in a sandbox; returns its id.
     async fn create_container(&self, sandbox: &Sandbox, config: &ContainerConfig) -> Result<String, Error>;
     /// Starts a created container.
