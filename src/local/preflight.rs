@@ -4,13 +4,37 @@ use std::path::Path;
 
 use super::{Common, Error, KUBELET_DIR};
 
-/// Fails when the cluster cannot start (the port is taken); prints a warning for what would
-/// hurt it later (inotify limits, a loopback-only host resolver).
-pub(super) fn check(common: &Common) -> Result<(), Error> {
+/// The fixed ports the system pods listen on, besides the apiserver's `--port`.
+const POD_PORTS: [(u16, &str); 4] = [
+    (10250, "the kubelet"),
+    (10249, "the proxy's metrics"),
+    (10256, "the proxy's healthz"),
+    (10054, "the DNS server's healthz"),
+];
+
+/// Fails when the cluster cannot start (a port it needs is taken); prints a warning for what
+/// would hurt it later (inotify limits, a loopback-only host resolver). `dns_address` is where
+/// the DNS pod serves port 53.
+pub(super) fn check(common: &Common, dns_address: std::net::IpAddr) -> Result<(), Error> {
     if let Err(err) = std::net::TcpListener::bind(("127.0.0.1", common.port)) {
         return Err(Error::Preflight(format!(
             "port {} on 127.0.0.1 is in use ({err}); stop what listens there or pick another with --port",
             common.port
+        )));
+    }
+    let mut taken: Vec<String> = POD_PORTS
+        .iter()
+        .filter(|(port, _)| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .map(|(port, what)| format!("{port} ({what})"))
+        .collect();
+    if std::net::UdpSocket::bind((dns_address, 53)).is_err() || std::net::TcpListener::bind((dns_address, 53)).is_err()
+    {
+        taken.push(format!("{dns_address}:53 (the cluster DNS)"));
+    }
+    if !taken.is_empty() {
+        return Err(Error::Preflight(format!(
+            "ports the system pods need are in use: {}; stop what listens there (another local cluster? `hyperkube down --name=...`)",
+            taken.join(", ")
         )));
     }
     for (file, least) in [("max_user_instances", 128), ("max_user_watches", 8192)] {

@@ -46,18 +46,18 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), Error> 
                 }),
             )
             .await;
-        preflight::check(common)?;
+        let dns_address = bridge_gateway(&docker).await?;
+        preflight::check(common, dns_address)?;
         if preflight::share_kubelet_dir()? {
             std::fs::create_dir_all(&common.data_dir).map_err(io(format!("creating {}", common.data_dir.display())))?;
             std::fs::write(common.data_dir.join(SHARED_MARKER), KUBELET_DIR).map_err(io("writing the mount marker"))?;
             println!("made {KUBELET_DIR} a shared mount (hyperkube down undoes it)");
         }
         ensure_images(&docker).await?;
-        let dns_address = bridge_gateway(&docker).await?;
         manifests::write(&manifests::Cluster {
             common,
             etcd_servers: args.etcd_servers.as_deref(),
-            dns_address: &dns_address,
+            dns_address: &dns_address.to_string(),
         })?;
         start_kubelet(&docker, common).await?;
         println!("started the kubelet container {container}");
@@ -238,7 +238,7 @@ async fn system_pods_running(common: &Common, node: &str) -> bool {
 }
 
 /// The Docker bridge's gateway: an address of this host that pods on the bridge reach.
-async fn bridge_gateway(docker: &bollard::Docker) -> Result<String, Error> {
+async fn bridge_gateway(docker: &bollard::Docker) -> Result<std::net::IpAddr, Error> {
     let bridge = docker
         .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
         .await
@@ -248,7 +248,7 @@ async fn bridge_gateway(docker: &bollard::Docker) -> Result<String, Error> {
         .and_then(|ipam| ipam.config)
         .into_iter()
         .flatten()
-        .find_map(|c| c.gateway.filter(|g| g.parse::<std::net::Ipv4Addr>().is_ok()))
+        .find_map(|c| c.gateway?.parse::<std::net::Ipv4Addr>().ok().map(std::net::IpAddr::V4))
         .ok_or_else(|| Error::Docker("the bridge network has no IPv4 gateway".into()))
 }
 

@@ -108,6 +108,17 @@ def test_up_on_a_port_in_use_says_how_to_fix_it_and_leaves_nothing(tmp_path: Pat
     _left_nothing(cluster)
 
 
+def test_up_with_a_system_pods_port_taken_says_which_and_leaves_nothing(tmp_path: Path):
+    cluster = _bystander(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 10250))
+        taken.listen()
+        out = cluster.run("up")
+    assert out.returncode != 0
+    assert "10250 (the kubelet)" in out.stderr and "in use" in out.stderr, out.stderr
+    _left_nothing(cluster)
+
+
 def test_up_says_what_it_waits_for_and_writes_a_context_beside_the_others(local: Local, kubectl: Kubectl):
     assert local.kubelet_id() and not local.stale.startswith(local.kubelet_id()), "the stale container was replaced"
     for stage in ("the apiserver to answer", "the node to be Ready", "the system pods to run"):
