@@ -274,6 +274,9 @@ pub(crate) async fn sync_pod(
     for container in &spec.containers {
         let (latest, _) = observed.latest(&container.name);
         let start = match latest {
+            // A container the runtime refused to start stays Created: it is tried again, as a
+            // new instance, after the back-off, like a container that exited.
+            Some(c) if c.state == ContainerState::Created && memory.start_errors.contains_key(&container.name) => true,
             Some(c) if c.state == ContainerState::Running || c.state == ContainerState::Created => {
                 if c.labels.get(labels::HASH) != Some(&container_hash(container)) {
                     tracing::info!(pod = %pod_ref.name, container = %container.name, "container spec changed; replacing it");
@@ -316,7 +319,9 @@ async fn start_or_back_off(
     memory: &mut PodMemory,
     synced: &mut Synced,
 ) -> Result<(), Error> {
-    if previous.is_some_and(|p| p.state == ContainerState::Exited)
+    let failed =
+        |p: &ContainerStatus| p.state == ContainerState::Exited || memory.start_errors.contains_key(&container.name);
+    if previous.is_some_and(failed)
         && let Some(left) = memory.backoff_left(&container.name)
     {
         let message = format!(
@@ -1019,6 +1024,23 @@ mod tests {
         sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
         assert_eq!(memory.waiting["a"].0, "ErrImageNeverPull");
         assert_eq!(memory.waiting["b"].0, "ErrImagePull");
+    }
+
+    #[tokio::test]
+    async fn a_start_the_runtime_refuses_is_a_waiting_reason_retried_with_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Fake::with_images(&["pause", "app"]);
+        rt.fail("start_container", "unable to apply caps");
+        let p = pod("Always", json!([{"name": "a", "image": "app"}]));
+        let mut memory = PodMemory::default();
+        let creates = |rt: &Fake| rt.calls().iter().filter(|c| c.starts_with("create_container")).count();
+        // The refused container stays Created; later syncs neither fail nor start it again at once.
+        for _ in 0..3 {
+            sync_now(&rt, &ctx(dir.path()), &p, &mut memory).await.unwrap();
+            assert_eq!(memory.waiting["a"].0, "CreateContainerError");
+            assert!(memory.waiting["a"].1.contains("unable to apply caps"));
+        }
+        assert_eq!(creates(&rt), 2, "one retry, then the back-off holds");
     }
 
     #[tokio::test]

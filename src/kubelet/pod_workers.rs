@@ -133,6 +133,7 @@ impl Worker {
         let mut reported: BTreeMap<String, (String, String)> = BTreeMap::new();
         let seen = std::time::Instant::now();
         let mut started = false;
+        let mut named = false;
         let start_time = Time(jiff::Timestamp::now());
         // The runtime state this worker may act on must be newer than its own last change.
         let mut changed_at = tokio::time::Instant::now();
@@ -140,9 +141,13 @@ impl Worker {
             let work = rx.borrow_and_update().clone();
             match work {
                 Work::Sync(pod) => {
-                    let span = tracing::Span::current();
-                    span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
-                    span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
+                    // Once: the log formatter appends every value recorded, it does not replace.
+                    if !named {
+                        let span = tracing::Span::current();
+                        span.record("pod", pod.metadata.name.as_deref().unwrap_or_default());
+                        span.record("uid", pod.metadata.uid.as_deref().unwrap_or_default());
+                        named = true;
+                    }
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     let sync_started = std::time::Instant::now();
                     let synced = match self.deps.pleg.observed(&uid, changed_at).await {
