@@ -14,10 +14,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::Runtime;
+use crate::backoff::Backoff;
 
 /// How long a lease holds without renewal; the node controller marks the node unknown after it.
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// The first retry of a failed node update; retries double up to the status period.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 
 /// What the kubelet reports about its node.
@@ -43,7 +45,11 @@ pub(crate) async fn run(
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     // A failed update is retried soon, doubling up to the status period, as upstream's
     // registration does: the apiserver this kubelet runs answers a moment after it starts.
-    let mut retry_in = RETRY_FIRST;
+    let retry = Backoff {
+        initial: RETRY_FIRST,
+        max: status_every,
+    };
+    let mut failures = 0;
     let mut next_status = tokio::time::Instant::now();
     let mut lease_tick = tokio::time::interval(LEASE_RENEW);
     loop {
@@ -53,13 +59,13 @@ pub(crate) async fn run(
                 let node = node_object(&info, runtime.as_ref()).await;
                 match register_or_update(&nodes, &node).await {
                     Ok(()) => {
-                        retry_in = RETRY_FIRST;
+                        failures = 0;
                         next_status = tokio::time::Instant::now() + status_every;
                     }
                     Err(err) => {
                         tracing::warn!(error = %crate::error_chain(&err), "updating the node failed; retrying");
-                        next_status = tokio::time::Instant::now() + retry_in;
-                        retry_in = (retry_in * 2).min(status_every);
+                        failures += 1;
+                        next_status = tokio::time::Instant::now() + retry.after(failures);
                     }
                 }
             }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pod_workers::StatusUpdate;
+use crate::backoff::Backoff;
 
 const CONFIG_SOURCE: &str = "kubernetes.io/config.source";
 const CONFIG_HASH: &str = "kubernetes.io/config.hash";
@@ -29,10 +30,12 @@ fn is_static(pod: &Pod) -> bool {
         .is_some_and(|s| s != "api")
 }
 
-/// The first wait before a failed write is tried again; it doubles up to [`RETRY_MAX`]. Short,
-/// because at bootstrap the apiserver this kubelet runs comes up a moment after its pod starts.
-const RETRY_FIRST: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The waits before failed writes are tried again. Short at first, because at bootstrap the
+/// apiserver this kubelet runs comes up a moment after its pod starts.
+const RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+};
 
 /// Applies status updates until `shutdown`. Mirror pods are owned by `node`'s Node object. A
 /// write that fails is retried with back-off until it lands or a newer update replaces it.
@@ -44,7 +47,7 @@ pub(crate) async fn run(
 ) {
     let mut sent: HashMap<String, PodStatus> = HashMap::new();
     let mut failed: HashMap<String, StatusUpdate> = HashMap::new();
-    let mut retry_in = RETRY_FIRST;
+    let mut retries = 0;
     let mut retry_at = Instant::now();
     loop {
         let (batch, retrying) = tokio::select! {
@@ -66,10 +69,10 @@ pub(crate) async fn run(
             }
         }
         if failed.is_empty() {
-            retry_in = RETRY_FIRST;
+            retries = 0;
         } else if retrying || retry_at <= Instant::now() {
-            retry_at = Instant::now() + retry_in;
-            retry_in = (retry_in * 2).min(RETRY_MAX);
+            retries += 1;
+            retry_at = Instant::now() + RETRY.after(retries);
         }
     }
 }
